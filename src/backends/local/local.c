@@ -1,0 +1,515 @@
+/* The local backend: tasks on this process's own worker threads.
+ *
+ * A task starts only when its resources fit the free capacity. Pending tasks
+ * wait in one FIFO per resource shape; a free worker takes the oldest task
+ * whose shape fits. Threads are made on demand: a task that blocks in
+ * marin_future_get/marin_wait lends its cpus back, and another thread may
+ * start so nested work always completes (as Ray does). */
+#define _GNU_SOURCE 1
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "backend.h"
+#include "capacity.h"
+#include "fail.h"
+
+typedef struct shape {
+    struct shape *next;
+    marin__topts *cached_opts;  /* retained: fast pointer match */
+    marin_resources_t req;
+    int64_t *demand;            /* per capacity slot */
+    int64_t cpus;               /* the lendable part (fixed point) */
+    size_t whole_gpus;          /* exclusive GPU ids to assign */
+    int fractional_gpu;         /* shares one GPU id */
+    struct marin__task *head, *tail;
+} shape;
+
+typedef struct worker {
+    struct worker *prev, *next;
+    struct marin__task *running;
+    int gpu_ids[MARIN__MAX_GPUS];
+    size_t ngpus;
+} worker;
+
+typedef struct local_state {
+    marin_runtime_t *rt;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;     /* idle workers wait here */
+    pthread_cond_t exit_cv;     /* shutdown waits for threads to leave */
+    marin_resources_t capacity; /* immutable after init */
+    int64_t *free_amt;          /* per capacity slot */
+    size_t cpu_slot, gpu_slot;  /* index into capacity, or SIZE_MAX */
+    int gpu_ids[MARIN__MAX_GPUS];
+    int gpu_busy[MARIN__MAX_GPUS];
+    size_t ngpu_ids;
+    size_t next_shared_gpu;
+    shape *shapes;
+    size_t nthreads, nidle, nblocked, max_active;
+    int64_t idle_ms;
+    worker *workers;            /* threads running a task */
+    int stopping;
+} local_state;
+
+static const char *const known_params[] = {"resources", "max_threads", "idle_ms", NULL};
+
+/* ---- capacity and shapes ---- */
+
+static size_t slot_of(const local_state *s, const char *name)
+{
+    for (size_t i = 0; i < s->capacity.n; i++)
+        if (strcmp(s->capacity.e[i].name, name) == 0)
+            return i;
+    return SIZE_MAX;
+}
+
+static int fits(const local_state *s, const shape *sh)
+{
+    for (size_t i = 0; i < s->capacity.n; i++)
+        if (sh->demand[i] > 0 && s->free_amt[i] < sh->demand[i])
+            return 0;
+    return 1;
+}
+
+static shape *find_shape_locked(local_state *s, marin__topts *o)
+{
+    for (shape *sh = s->shapes; sh; sh = sh->next)
+        if (sh->cached_opts == o)
+            return sh;
+    for (shape *sh = s->shapes; sh; sh = sh->next)
+        if (marin__res_equal(&sh->req, &o->res)) {
+            marin__topts_retain(o);
+            marin__topts_release(sh->cached_opts);
+            sh->cached_opts = o;
+            return sh;
+        }
+    shape *sh = marin__calloc(1, sizeof *sh);
+    if (!sh || !(sh->demand = marin__calloc(s->capacity.n ? s->capacity.n : 1,
+                                            sizeof(int64_t)))) {
+        marin__free(sh);
+        return NULL;
+    }
+    sh->req = o->res;
+    for (size_t i = 0; i < o->res.n; i++) {
+        size_t k = slot_of(s, o->res.e[i].name);
+        if (k != SIZE_MAX) /* admit() made sure every name exists */
+            sh->demand[k] = o->res.e[i].amount;
+    }
+    sh->cpus = s->cpu_slot != SIZE_MAX ? sh->demand[s->cpu_slot] : 0;
+    if (s->gpu_slot != SIZE_MAX) {
+        int64_t g = sh->demand[s->gpu_slot];
+        sh->whole_gpus = (size_t)(g / MARIN__RES_SCALE);
+        sh->fractional_gpu = g > 0 && g < MARIN__RES_SCALE;
+    }
+    marin__topts_retain(o);
+    sh->cached_opts = o;
+    sh->next = s->shapes;
+    s->shapes = sh;
+    return sh;
+}
+
+/* ---- threads ---- */
+
+static void *worker_main(void *arg);
+
+static int spawn_locked(local_state *s)
+{
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, worker_main, s);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        return MARIN_ENOMEM;
+    s->nthreads++;
+    return MARIN_OK;
+}
+
+/* Make sure some thread will look at the queues: wake an idle one, or start
+ * one while the active count is under the cap. */
+static void kick_locked(local_state *s)
+{
+    if (s->nidle > 0) {
+        pthread_cond_signal(&s->work_cv);
+        return;
+    }
+    if (s->nthreads - s->nblocked < s->max_active && spawn_locked(s) != MARIN_OK)
+        marin__log(s->rt, MARIN_LOG_WARN, "local backend: cannot start another "
+                   "worker thread; %zu are running", s->nthreads);
+}
+
+/* Take the oldest queued task whose shape fits, reserving its resources. */
+static struct marin__task *pick_locked(local_state *s, worker *w, shape **out_shape)
+{
+    shape *best = NULL;
+    for (shape *sh = s->shapes; sh; sh = sh->next) {
+        /* drop tasks cancelled while queued */
+        while (sh->head && marin__state_done(atomic_load(
+                               &marin__task_future(sh->head)->state))) {
+            struct marin__task *t = sh->head;
+            sh->head = t->next;
+            if (!sh->head)
+                sh->tail = NULL;
+            marin__task_cleanup(t);
+            marin_future_release(marin__task_future(t));
+        }
+        if (sh->head && (!best || sh->head->seq < best->head->seq) && fits(s, sh))
+            best = sh;
+    }
+    if (!best)
+        return NULL;
+    struct marin__task *t = best->head;
+    best->head = t->next;
+    if (!best->head)
+        best->tail = NULL;
+    t->next = NULL;
+    for (size_t i = 0; i < s->capacity.n; i++)
+        s->free_amt[i] -= best->demand[i];
+    w->ngpus = 0;
+    for (size_t g = 0; g < s->ngpu_ids && w->ngpus < best->whole_gpus; g++)
+        if (!s->gpu_busy[g]) {
+            s->gpu_busy[g] = 1;
+            w->gpu_ids[w->ngpus++] = s->gpu_ids[g];
+        }
+    if (best->fractional_gpu && s->ngpu_ids) {
+        w->gpu_ids[w->ngpus++] = s->gpu_ids[s->next_shared_gpu % s->ngpu_ids];
+        s->next_shared_gpu++;
+    }
+    *out_shape = best;
+    return t;
+}
+
+static void give_back_locked(local_state *s, const shape *sh, worker *w)
+{
+    for (size_t i = 0; i < s->capacity.n; i++)
+        s->free_amt[i] += sh->demand[i];
+    for (size_t k = 0; k < (sh->fractional_gpu ? 0 : w->ngpus); k++)
+        for (size_t g = 0; g < s->ngpu_ids; g++)
+            if (s->gpu_ids[g] == w->gpu_ids[k] && s->gpu_busy[g]) {
+                s->gpu_busy[g] = 0;
+                break;
+            }
+}
+
+static void link_worker(local_state *s, worker *w)
+{
+    w->prev = NULL;
+    w->next = s->workers;
+    if (w->next)
+        w->next->prev = w;
+    s->workers = w;
+}
+
+static void unlink_worker(local_state *s, worker *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->workers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+}
+
+static void *worker_main(void *arg)
+{
+    local_state *s = arg;
+    worker w;
+    memset(&w, 0, sizeof w);
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        shape *sh = NULL;
+        struct marin__task *t = pick_locked(s, &w, &sh);
+        if (t) {
+            w.running = t;
+            link_worker(s, &w);
+            if (s->nidle > 0 && s->shapes && s->shapes->next)
+                pthread_cond_signal(&s->work_cv); /* another shape may fit too */
+            pthread_mutex_unlock(&s->mu);
+            marin__exec_env env = {w.gpu_ids, w.ngpus};
+            int settled = marin__task_execute(s->rt, t, &env);
+            pthread_mutex_lock(&s->mu);
+            unlink_worker(s, &w);
+            w.running = NULL;
+            give_back_locked(s, sh, &w);
+            if (settled) {
+                pthread_mutex_unlock(&s->mu);
+                marin_future_release(marin__task_future(t));
+                pthread_mutex_lock(&s->mu);
+            }
+            continue;
+        }
+        if (s->stopping)
+            break;
+        s->nidle++;
+        int timed_out = 0;
+        if (s->idle_ms > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += (time_t)(s->idle_ms / 1000);
+            ts.tv_nsec += (long)(s->idle_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            timed_out = pthread_cond_timedwait(&s->work_cv, &s->mu, &ts) != 0;
+        } else {
+            pthread_cond_wait(&s->work_cv, &s->mu);
+        }
+        s->nidle--;
+        if (timed_out && !s->stopping)
+            break; /* idle too long: a new thread is made when needed */
+    }
+    s->nthreads--;
+    pthread_cond_broadcast(&s->exit_cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- ops ---- */
+
+static int local_admit(void *state, struct marin__task *t)
+{
+    local_state *s = state;
+    if (!t->entry)
+        return marin__err(MARIN_ENOTFOUND,
+                          "marin_submit: no task named '%s' is registered in this process "
+                          "(register it with marin_register_task before submitting)",
+                          t->name);
+    const marin_resources_t *req = &t->opts->res;
+    for (size_t i = 0; i < req->n; i++) {
+        const char *name = req->e[i].name;
+        size_t k = slot_of(s, name);
+        int64_t have = k == SIZE_MAX ? 0 : s->capacity.e[k].amount;
+        if (req->e[i].amount > have) {
+            char want[64], cap[64], all[512];
+            marin__res_format_amount(name, req->e[i].amount, want, sizeof want);
+            marin__res_format_amount(name, have, cap, sizeof cap);
+            marin_resources_format(&s->capacity, all, sizeof all);
+            return marin__err(MARIN_EINFEASIBLE,
+                              "marin_submit: task '%s' asks for %s=%s but this local "
+                              "runtime has %s=%s in all (capacity: %s), so it could never "
+                              "run", t->name, name, want, name, cap, all[0] ? all : "none");
+        }
+    }
+    return MARIN_OK;
+}
+
+static int local_submit(void *state, struct marin__task *t)
+{
+    local_state *s = state;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return marin__err(MARIN_ESTATE, "marin_submit: the runtime is closing; task '%s' "
+                          "was not submitted", t->name);
+    }
+    shape *sh = find_shape_locked(s, t->opts);
+    if (!sh) {
+        pthread_mutex_unlock(&s->mu);
+        return marin__err(MARIN_ENOMEM, "marin_submit: out of memory queueing task '%s'",
+                          t->name);
+    }
+    if (s->nthreads == 0 && spawn_locked(s) != MARIN_OK) {
+        pthread_mutex_unlock(&s->mu);
+        return marin__err(MARIN_ENOMEM, "marin_submit: cannot start a worker thread for "
+                          "task '%s'", t->name);
+    }
+    t->shape = sh;
+    t->next = NULL;
+    if (sh->tail)
+        sh->tail->next = t;
+    else
+        sh->head = t;
+    sh->tail = t;
+    if (fits(s, sh))
+        kick_locked(s);
+    pthread_mutex_unlock(&s->mu);
+    return MARIN_OK;
+}
+
+/* A running task blocks: lend its cpus so queued work can use them. */
+static void local_blocking(void *state, struct marin__task *t, int begin)
+{
+    local_state *s = state;
+    shape *sh = t->shape;
+    pthread_mutex_lock(&s->mu);
+    if (begin) {
+        s->nblocked++;
+        if (s->cpu_slot != SIZE_MAX)
+            s->free_amt[s->cpu_slot] += sh->cpus;
+        kick_locked(s);
+    } else {
+        s->nblocked--;
+        /* Take them back at once, even past capacity (as Ray does): new
+         * tasks wait until the total is under capacity again. */
+        if (s->cpu_slot != SIZE_MAX)
+            s->free_amt[s->cpu_slot] -= sh->cpus;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int local_capacity(void *state, marin_resources_t *out)
+{
+    local_state *s = state;
+    for (size_t i = 0; i < s->capacity.n; i++) {
+        int rc = marin__res_set_fixed(out, s->capacity.e[i].name, s->capacity.e[i].amount);
+        if (rc != MARIN_OK)
+            return rc;
+    }
+    return MARIN_OK;
+}
+
+static void local_shutdown(void *state)
+{
+    local_state *s = state;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    struct marin__task *queued = NULL;
+    for (shape *sh = s->shapes; sh; sh = sh->next) {
+        if (sh->tail) {
+            sh->tail->next = queued;
+            queued = sh->head;
+        }
+        sh->head = sh->tail = NULL;
+    }
+    /* Running tasks: finish their futures now and ask them to stop. Hold a
+     * reference so the future outlives the unlocked finish. */
+    size_t nrun = 0;
+    for (worker *w = s->workers; w; w = w->next)
+        nrun++;
+    marin_future_t **running = nrun ? marin__calloc(nrun, sizeof *running) : NULL;
+    size_t k = 0;
+    for (worker *w = s->workers; w && running; w = w->next) {
+        atomic_store(&w->running->cancel, 1);
+        running[k] = marin__task_future(w->running);
+        marin_future_retain(running[k++]);
+    }
+    if (!running) /* out of memory: still ask them to stop */
+        for (worker *w = s->workers; w; w = w->next)
+            atomic_store(&w->running->cancel, 1);
+    pthread_cond_broadcast(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+
+    while (queued) {
+        struct marin__task *t = queued;
+        queued = t->next;
+        marin_future_t *f = marin__task_future(t);
+        marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0,
+                             "cancelled: the runtime closed before the task started");
+        marin__task_cleanup(t);
+        marin_future_release(f);
+    }
+    for (size_t i = 0; i < k; i++) {
+        marin__future_finish(running[i], MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0,
+                             "cancelled: the runtime closed while the task was running");
+        marin_future_release(running[i]);
+    }
+    marin__free(running);
+
+    pthread_mutex_lock(&s->mu);
+    while (s->nthreads > 0)
+        pthread_cond_wait(&s->exit_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void local_fini(void *state)
+{
+    local_state *s = state;
+    while (s->shapes) {
+        shape *sh = s->shapes;
+        s->shapes = sh->next;
+        marin__topts_release(sh->cached_opts);
+        marin__free(sh->demand);
+        marin__free(sh);
+    }
+    marin__free(s->free_amt);
+    pthread_cond_destroy(&s->work_cv);
+    pthread_cond_destroy(&s->exit_cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+static int local_init(void *state, marin_runtime_t *rt, const marin__uri *uri)
+{
+    local_state *s = state;
+    s->rt = rt;
+    int rc = marin__uri_check_params(uri, known_params);
+    if (rc != MARIN_OK)
+        return rc;
+    long long max_threads = 0, idle_ms = 10000;
+    if ((rc = marin__uri_param_i64(uri, "max_threads", &max_threads)) != MARIN_OK ||
+        (rc = marin__uri_param_i64(uri, "idle_ms", &idle_ms)) != MARIN_OK)
+        return rc;
+    s->idle_ms = idle_ms;
+
+    size_t ngpus = 0;
+    if ((rc = marin__detect_capacity(NULL, &s->capacity, s->gpu_ids, &ngpus)) != MARIN_OK)
+        return rc;
+    s->ngpu_ids = ngpus;
+    const char *spec = marin__uri_param(uri, "resources");
+    if (spec) {
+        marin_resources_t *over = NULL;
+        if ((rc = marin_resources_parse(spec, &over)) != MARIN_OK)
+            return marin__err(rc, "marin_runtime_open: bad resources in the local URI: %s",
+                              marin_last_error());
+        for (size_t i = 0; i < over->n && rc == MARIN_OK; i++)
+            rc = marin__res_set_fixed(&s->capacity, over->e[i].name, over->e[i].amount);
+        if (rc == MARIN_OK && marin_resources_get(over, "gpus") == 0 &&
+            strstr(spec, "gpus")) {
+            rc = marin__res_set_fixed(&s->capacity, "gpus", 0); /* gpus=0: none */
+            s->ngpu_ids = 0;
+        }
+        double g = marin_resources_get(over, "gpus");
+        if (rc == MARIN_OK && g > 0) {
+            /* Given GPUs: keep detected ids when there are enough, else number
+             * them 0..n-1. */
+            size_t want = (size_t)ceil(g);
+            if (want > MARIN__MAX_GPUS)
+                want = MARIN__MAX_GPUS;
+            if (s->ngpu_ids < want)
+                for (size_t i = 0; i < want; i++)
+                    s->gpu_ids[i] = (int)i;
+            s->ngpu_ids = want;
+        }
+        marin_resources_destroy(over);
+        if (rc != MARIN_OK)
+            return rc;
+    }
+    s->cpu_slot = slot_of(s, "cpus");
+    s->gpu_slot = slot_of(s, "gpus");
+    s->free_amt = marin__calloc(s->capacity.n ? s->capacity.n : 1, sizeof(int64_t));
+    if (!s->free_amt)
+        return marin__err(MARIN_ENOMEM, "marin_runtime_open: out of memory");
+    for (size_t i = 0; i < s->capacity.n; i++)
+        s->free_amt[i] = s->capacity.e[i].amount;
+    double cpus = marin_resources_get(&s->capacity, "cpus");
+    s->max_active = max_threads > 0 ? (size_t)max_threads
+                                    : (size_t)(4 * ceil(cpus) + 28);
+    /* Adaptive: the lock is held for a few hundred nanoseconds, so spinning
+     * briefly beats sleeping in the kernel when submitter and workers meet. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&s->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    pthread_cond_init(&s->work_cv, NULL);
+    pthread_cond_init(&s->exit_cv, NULL);
+    return MARIN_OK;
+}
+
+const marin__backend marin__backend_local = {
+    .name = "local",
+    .state_size = sizeof(local_state),
+    .init = local_init,
+    .shutdown = local_shutdown,
+    .fini = local_fini,
+    .admit = local_admit,
+    .submit = local_submit,
+    .cancel = NULL,
+    .blocking = local_blocking,
+    .capacity = local_capacity,
+};

@@ -1,0 +1,163 @@
+/* Private core structures shared with backends, and the backend ops table.
+ * Never installed. Backends include this and the public headers only. */
+#ifndef MARIN_CORE_BACKEND_H
+#define MARIN_CORE_BACKEND_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "marin/marin.h"
+#include "resources_internal.h"
+#include "sync.h"
+#include "uri.h"
+
+struct marin__task;
+
+/* ---- registry (process-wide; entries are never freed) ---- */
+typedef struct marin__task_entry {
+    char *name;
+    marin_task_fn fn;
+    void *userdata;
+} marin__task_entry;
+
+/* Entry for @p name or NULL. Lock-free readers are not needed: rwlock. */
+const marin__task_entry *marin__registry_find_task(const char *name);
+
+/* ---- immutable snapshot of task options, shared by the tasks using it ---- */
+typedef struct marin__topts {
+    atomic_int refs;
+    marin_resources_t res;   /* requested resources (default cpus=1) */
+    int max_retries;         /* -1 unlimited */
+    int retry_exceptions;
+    int64_t timeout_ms;      /* 0: none */
+    size_t nenv;
+    char **env_keys, **env_values;
+    char *label;
+} marin__topts;
+
+void marin__topts_retain(marin__topts *o);
+void marin__topts_release(marin__topts *o);
+/* The snapshot a submit with @p o uses (retained; NULL o: rt default). */
+marin__topts *marin__task_options_snapshot(const marin_task_options_t *o);
+/* Shared default snapshot (cpus=1, 3 retries). Retained. */
+int marin__topts_default(marin__topts **out);
+
+/* ---- futures; a task lives inside its future ---- */
+typedef struct marin__listener {
+    struct marin__listener *next;
+    /* Called once when the future finishes. under_lock listeners run while
+     * the future's lock is held and must only do lock-free work. */
+    void (*fire)(struct marin__listener *l, marin_future_t *f);
+    int under_lock;
+} marin__listener;
+
+struct marin__task {
+    const char *name;             /* registry name or owned copy */
+    int name_owned;
+    const marin__task_entry *entry; /* local backends: resolved at submit */
+    marin__topts *opts;
+    void *arg;
+    size_t arg_len;
+    marin_future_t **deps;        /* retained; NULL when ndeps == 0 */
+    size_t ndeps;
+    atomic_size_t deps_left;
+    int attempt;                  /* attempts started */
+    atomic_int cancel;            /* cooperative stop asked */
+    /* backend private */
+    struct marin__task *next;     /* queue link */
+    void *shape;                  /* local: resource shape */
+    uint64_t seq;
+};
+
+struct marin_future {
+    atomic_int refs;
+    atomic_uint state;            /* MARIN_FUTURE_*: futex word */
+    atomic_uint sleepers;         /* threads in futex wait on state */
+    int status;                   /* final code, valid once finished */
+    marin__lock_t lock;           /* guards listeners and completion */
+    void *result;
+    size_t result_len;
+    char *error;
+    marin__listener *listeners;
+    marin_runtime_t *rt;          /* holds a reference on rt's memory */
+    struct marin__task task;
+};
+
+static inline int marin__state_done(unsigned s)
+{
+    return s >= MARIN_FUTURE_SUCCEEDED;
+}
+
+/* Finish f once (first call wins; returns 1 when it won). @p result is
+ * taken over (freed if this call loses). @p error is copied. */
+int marin__future_finish(marin_future_t *f, unsigned state, int status,
+                         void *result, size_t len, const char *error);
+/* Add @p l; returns 0 if added, 1 if f had already finished (not added). */
+int marin__future_listen(marin_future_t *f, marin__listener *l);
+/* Remove @p l if still registered; 1 when removed. */
+int marin__future_unlisten(marin_future_t *f, marin__listener *l);
+
+/* ---- running a task (backends call these) ---- */
+
+/* What a backend gives one attempt. */
+typedef struct marin__exec_env {
+    const int *gpu_ids;
+    size_t ngpus;
+} marin__exec_env;
+
+/* Run one attempt of @p t's function on this thread and settle it: finish
+ * the future, or hand the task back to the backend's submit for a retry.
+ * The caller must hold no backend lock. Returns 1 when the task is settled
+ * (the backend drops its reference), 0 when it was resubmitted. */
+int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
+                        const marin__exec_env *env);
+/* Free what a settled task no longer needs (argument, dependencies).
+ * Idempotent. */
+void marin__task_cleanup(struct marin__task *t);
+/* The future that holds @p t. */
+static inline marin_future_t *marin__task_future(struct marin__task *t)
+{
+    return (marin_future_t *)((char *)t - offsetof(marin_future_t, task));
+}
+/* Format the task id into buf (snprintf-style). */
+int marin__task_format_id(marin_runtime_t *rt, const struct marin__task *t,
+                          char *buf, size_t cap);
+
+/* ---- the backend ops table ---- */
+typedef struct marin__backend {
+    const char *name;      /* "local", "redis", "k8s": also the URI scheme */
+    size_t state_size;     /* core allocates this per runtime (zeroed) */
+    int (*init)(void *state, marin_runtime_t *rt, const marin__uri *uri);
+    /* Stop: refuse new work, finish every queued task with MARIN_ECANCELED,
+     * ask running ones to stop, wait for them to return. */
+    void (*shutdown)(void *state);
+    void (*fini)(void *state);
+    /* Check a new task before it is accepted: name known, request feasible
+     * (MARIN_ENOTFOUND / MARIN_EINFEASIBLE with a message). NULL: accept. */
+    int (*admit)(void *state, struct marin__task *t);
+    /* Take a task (the backend owns one future reference until settled). */
+    int (*submit)(void *state, struct marin__task *t);
+    int (*cancel)(void *state, struct marin__task *t);   /* NULL: nothing */
+    /* A task on this thread is about to block (begin=1) / resumes (0). */
+    void (*blocking)(void *state, struct marin__task *t, int begin); /* NULL ok */
+    int (*capacity)(void *state, marin_resources_t *out); /* NULL: unsupported */
+} marin__backend;
+
+/* NULL-terminated, generated by meson from the `backends` option. */
+extern const marin__backend *const marin__backends[];
+
+/* ---- runtime services for backends ---- */
+void marin__log(marin_runtime_t *rt, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int marin__log_enabled(marin_runtime_t *rt, int level);
+
+/* Run fn(arg) on the runtime's reactor (libuv) thread. MARIN_ESTATE when
+ * the reactor has stopped. */
+typedef struct marin__job {
+    struct marin__job *next;
+    void (*run)(struct marin__job *job);
+} marin__job;
+int marin__reactor_post(marin_runtime_t *rt, marin__job *job);
+
+#endif

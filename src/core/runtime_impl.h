@@ -1,0 +1,67 @@
+/* The runtime's body: core-only (backends see it through backend.h's
+ * functions). */
+#ifndef MARIN_CORE_RUNTIME_IMPL_H
+#define MARIN_CORE_RUNTIME_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "backend.h"
+
+struct marin__reactor;
+
+struct marin_runtime {
+    /* Memory references: one for the open runtime, one per live future, so
+     * a future can still find its reactor state after close. */
+    atomic_int refs;
+    atomic_int closing;
+    const marin__backend *backend;
+    void *bstate;
+    char id_prefix[32];
+    atomic_ullong next_seq;
+    marin__topts *default_opts;
+
+    /* logging: set rarely, read on every log call */
+    pthread_mutex_t log_mu;
+    marin_log_fn log_fn;
+    void *log_userdata;
+    atomic_int log_level;
+    int env_log_level;  /* from MARIN_LOG at open */
+    int progress_env;   /* MARIN_PROGRESS=1 at open */
+
+    struct marin__reactor *reactor;
+
+    /* tasks waiting for dependencies (not yet given to the backend) */
+    pthread_mutex_t deps_mu;
+    struct marin__dep_wait *deps_waiting;
+};
+
+void marin__runtime_retain(marin_runtime_t *rt);
+void marin__runtime_release(marin_runtime_t *rt);
+
+/* log.c: MARIN_LOG value -> level (0 = silent). */
+int marin__log_level_from_env(const char *value);
+
+/* reactor.c */
+int marin__reactor_start(marin_runtime_t *rt);
+/* Run every queued job, then stop and join the thread. */
+void marin__reactor_stop(marin_runtime_t *rt);
+/* 1 when called on rt's reactor thread. */
+int marin__reactor_on_thread(marin_runtime_t *rt);
+
+/* Timers on the reactor: fire(arg) after delay_ms unless cancelled first.
+ * Both start and cancel may be called from any thread. */
+typedef struct marin__timer marin__timer;
+int marin__timer_start(marin_runtime_t *rt, int64_t delay_ms,
+                       void (*fire)(void *arg), void *arg,
+                       void (*dispose)(void *arg), marin__timer **out);
+/* Cancel (if not fired) and dispose; the handle is invalid afterwards. */
+void marin__timer_cancel(marin_runtime_t *rt, marin__timer *t);
+
+/* task.c: complete every dependency-waiting task with MARIN_ECANCELED. */
+void marin__cancel_dep_waiters(marin_runtime_t *rt);
+/* future.c: allocate a pending future for rt with one reference for the
+ * caller and one for the system side. */
+marin_future_t *marin__future_new(marin_runtime_t *rt);
+
+#endif

@@ -1,0 +1,558 @@
+/* Submission, dependencies, running an attempt (retries, timeouts) and the
+ * accessors a task function uses. */
+#define MARIN_EXPERIMENTAL 1
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "fail.h"
+#include "runtime_impl.h"
+#include "task_internal.h"
+
+struct marin_task_ctx {
+    marin_runtime_t *rt;
+    struct marin__task *t;
+    marin_future_t *f;
+    int attempt;
+    int worker_died;
+    int blocked;      /* resources lent back while waiting */
+    void *result;
+    size_t result_len;
+    char *fail_msg;
+    const int *gpu_ids;
+    size_t ngpus;
+    char id[64];
+};
+
+/* The task running on this thread, if any (thread state, not shared). */
+static _Thread_local marin_task_ctx_t *current_ctx;
+
+int marin__task_format_id(marin_runtime_t *rt, const struct marin__task *t,
+                          char *buf, size_t cap)
+{
+    return snprintf(buf, cap, "%s-%llu", rt->id_prefix, (unsigned long long)t->seq);
+}
+
+void marin__task_cleanup(struct marin__task *t)
+{
+    marin__free(t->arg);
+    t->arg = NULL;
+    t->arg_len = 0;
+    for (size_t i = 0; i < t->ndeps; i++)
+        marin_future_release(t->deps[i]);
+    marin__free(t->deps);
+    t->deps = NULL;
+    t->ndeps = 0;
+}
+
+void marin__block_begin(void)
+{
+    marin_task_ctx_t *c = current_ctx;
+    if (!c || c->blocked++ > 0)
+        return;
+    if (c->rt->backend->blocking)
+        c->rt->backend->blocking(c->rt->bstate, c->t, 1);
+}
+
+void marin__block_end(void)
+{
+    marin_task_ctx_t *c = current_ctx;
+    if (!c || --c->blocked > 0)
+        return;
+    if (c->rt->backend->blocking)
+        c->rt->backend->blocking(c->rt->bstate, c->t, 0);
+}
+
+void marin__task_cancelled_notify(marin_runtime_t *rt, struct marin__task *t)
+{
+    if (!atomic_load(&rt->closing) && rt->backend->cancel)
+        rt->backend->cancel(rt->bstate, t);
+}
+
+/* ---- submission ---- */
+
+static int check_submit_args(marin_runtime_t *rt, const char *task, const void *arg,
+                             size_t len, marin_future_t **out, const char *fn)
+{
+    if (!rt || !task || !out)
+        return marin__err(MARIN_EINVAL, "%s: runtime, task name and out must not be NULL", fn);
+    if (!arg && len)
+        return marin__err(MARIN_EINVAL, "%s: arg is NULL but len is %zu", fn, len);
+    size_t n = strnlen(task, MARIN_NAME_MAX + 1);
+    if (n == 0 || n > MARIN_NAME_MAX)
+        return marin__err(MARIN_EINVAL, "%s: a task name must be 1 to %d bytes",
+                          fn, MARIN_NAME_MAX);
+    if (atomic_load(&rt->closing))
+        return marin__err(MARIN_ESTATE, "%s: the runtime is closing; task '%s' "
+                          "was not submitted", fn, task);
+    return MARIN_OK;
+}
+
+/* Build a future holding a new task; the caller publishes or frees it. */
+static int make_task(marin_runtime_t *rt, const char *task, const void *arg, size_t len,
+                     const marin_task_options_t *opts, marin_future_t **out)
+{
+    marin_future_t *f = marin__future_new(rt);
+    if (!f)
+        return marin__err(MARIN_ENOMEM, "marin_submit: out of memory for task '%s'", task);
+    struct marin__task *t = &f->task;
+    t->entry = marin__registry_find_task(task);
+    if (t->entry) {
+        t->name = t->entry->name;
+    } else {
+        t->name = marin__strdup(task);
+        t->name_owned = 1;
+    }
+    if (len)
+        t->arg = marin__memdup(arg, len);
+    t->arg_len = len;
+    if (opts) {
+        t->opts = marin__task_options_snapshot(opts);
+    } else {
+        t->opts = rt->default_opts;
+        marin__topts_retain(t->opts);
+    }
+    if (!t->name || (len && !t->arg)) {
+        atomic_store(&f->refs, 1);
+        marin_future_release(f);
+        return marin__err(MARIN_ENOMEM, "marin_submit: out of memory for task '%s' "
+                          "(argument of %zu bytes)", task, len);
+    }
+    if (rt->backend->admit) {
+        int rc = rt->backend->admit(rt->bstate, t);
+        if (rc != MARIN_OK) {
+            atomic_store(&f->refs, 1);
+            marin_future_release(f);
+            return rc;
+        }
+    }
+    *out = f;
+    return MARIN_OK;
+}
+
+int marin_submit(marin_runtime_t *rt, const char *task, const void *arg, size_t len,
+                 const marin_task_options_t *opts, marin_future_t **out)
+{
+    if (out)
+        *out = NULL;
+    int rc = check_submit_args(rt, task, arg, len, out, "marin_submit");
+    if (rc != MARIN_OK)
+        return marin__api_exit(rc);
+    marin_future_t *f;
+    if ((rc = make_task(rt, task, arg, len, opts, &f)) != MARIN_OK)
+        return marin__api_exit(rc);
+    if ((rc = rt->backend->submit(rt->bstate, &f->task)) != MARIN_OK) {
+        atomic_store(&f->refs, 1);
+        marin_future_release(f);
+        return marin__api_exit(rc);
+    }
+    *out = f;
+    return marin__api_exit(MARIN_OK);
+}
+
+/* ---- dependencies ---- */
+
+struct marin__dep_wait {
+    struct marin__dep_wait *prev, *next; /* rt->deps_waiting, under deps_mu */
+    marin_runtime_t *rt;
+    marin_future_t *f;
+    size_t nlisteners;
+    struct dep_listener {
+        marin__listener l;
+        struct marin__dep_wait *w;
+    } listeners[];
+};
+
+static void dep_unlink(struct marin__dep_wait *w)
+{
+    marin_runtime_t *rt = w->rt;
+    pthread_mutex_lock(&rt->deps_mu);
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (rt->deps_waiting == w)
+        rt->deps_waiting = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    pthread_mutex_unlock(&rt->deps_mu);
+}
+
+/* Every dependency finished: run the task, or fail it naming the culprit. */
+static void dep_launch(struct marin__dep_wait *w)
+{
+    marin_future_t *f = w->f;
+    marin_runtime_t *rt = w->rt;
+    struct marin__task *t = &f->task;
+    dep_unlink(w);
+    marin__free(w);
+    if (marin__state_done(atomic_load(&f->state))) { /* cancelled meanwhile */
+        marin__task_cleanup(t);
+        marin_future_release(f);
+        return;
+    }
+    for (size_t i = 0; i < t->ndeps; i++) {
+        marin_future_t *d = t->deps[i];
+        if (atomic_load(&d->state) == MARIN_FUTURE_SUCCEEDED)
+            continue;
+        char did[64], msg[1024];
+        marin__task_format_id(d->rt, &d->task, did, sizeof did);
+        snprintf(msg, sizeof msg, "task '%s' did not run: its dependency %zu (task %s, "
+                 "'%s') failed: %s", t->name, i, did, d->task.name,
+                 marin_future_error(d));
+        int code = d->status;
+        marin__future_finish(f, code == MARIN_ECANCELED ? MARIN_FUTURE_CANCELLED
+                                                        : MARIN_FUTURE_FAILED,
+                             code, NULL, 0, msg);
+        marin__task_cleanup(t);
+        marin_future_release(f);
+        return;
+    }
+    int rc = atomic_load(&rt->closing)
+                 ? marin__err(MARIN_ECANCELED, "the runtime closed before task '%s' "
+                              "could start", t->name)
+                 : rt->backend->submit(rt->bstate, t);
+    if (rc != MARIN_OK) {
+        marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, marin__err_msg());
+        marin__task_cleanup(t);
+        marin_future_release(f);
+    }
+}
+
+static void dep_fire(marin__listener *l, marin_future_t *dep)
+{
+    (void)dep;
+    struct marin__dep_wait *w = ((struct dep_listener *)l)->w;
+    if (atomic_fetch_sub(&w->f->task.deps_left, 1) == 1)
+        dep_launch(w);
+}
+
+int marin_submit_after(marin_runtime_t *rt, const char *task, const void *arg,
+                       size_t len, const marin_task_options_t *opts,
+                       marin_future_t *const *deps, size_t ndeps, marin_future_t **out)
+{
+    if (out)
+        *out = NULL;
+    int rc = check_submit_args(rt, task, arg, len, out, "marin_submit_after");
+    if (rc != MARIN_OK)
+        return marin__api_exit(rc);
+    if (ndeps && !deps)
+        return marin__api_exit(marin__err(MARIN_EINVAL,
+                                          "marin_submit_after: deps is NULL but ndeps is %zu",
+                                          ndeps));
+    for (size_t i = 0; i < ndeps; i++)
+        if (!deps[i])
+            return marin__api_exit(marin__err(MARIN_EINVAL,
+                                              "marin_submit_after: deps[%zu] is NULL", i));
+    if (ndeps == 0)
+        return marin_submit(rt, task, arg, len, opts, out);
+
+    marin_future_t *f;
+    if ((rc = make_task(rt, task, arg, len, opts, &f)) != MARIN_OK)
+        return marin__api_exit(rc);
+    struct marin__task *t = &f->task;
+    struct marin__dep_wait *w =
+        marin__calloc(1, sizeof *w + ndeps * sizeof(struct dep_listener));
+    t->deps = marin__calloc(ndeps, sizeof *t->deps);
+    if (!w || !t->deps) {
+        marin__free(w);
+        atomic_store(&f->refs, 1);
+        marin_future_release(f);
+        return marin__api_exit(marin__err(MARIN_ENOMEM,
+                                          "marin_submit_after: out of memory"));
+    }
+    for (size_t i = 0; i < ndeps; i++) {
+        t->deps[i] = deps[i];
+        marin_future_retain(deps[i]);
+    }
+    t->ndeps = ndeps;
+    w->rt = rt;
+    w->f = f;
+    w->nlisteners = ndeps;
+    /* One extra count held while registering, so launch happens once, after
+     * every listener is in place. */
+    atomic_store(&t->deps_left, ndeps + 1);
+    pthread_mutex_lock(&rt->deps_mu);
+    w->next = rt->deps_waiting;
+    if (w->next)
+        w->next->prev = w;
+    rt->deps_waiting = w;
+    pthread_mutex_unlock(&rt->deps_mu);
+    *out = f;
+    for (size_t i = 0; i < ndeps; i++) {
+        w->listeners[i].w = w;
+        w->listeners[i].l.fire = dep_fire;
+        if (marin__future_listen(deps[i], &w->listeners[i].l) != 0)
+            atomic_fetch_sub(&t->deps_left, 1);
+    }
+    if (atomic_fetch_sub(&t->deps_left, 1) == 1)
+        dep_launch(w);
+    return marin__api_exit(MARIN_OK);
+}
+
+void marin__cancel_dep_waiters(marin_runtime_t *rt)
+{
+    /* Finish them; each stays registered on its dependencies and is freed
+     * when they fire (dep_launch sees the finished future). */
+    for (;;) {
+        pthread_mutex_lock(&rt->deps_mu);
+        marin_future_t *f = NULL;
+        for (struct marin__dep_wait *w = rt->deps_waiting; w; w = w->next)
+            if (!marin__state_done(atomic_load(&w->f->state))) {
+                f = w->f;
+                marin_future_retain(f);
+                break;
+            }
+        pthread_mutex_unlock(&rt->deps_mu);
+        if (!f)
+            return;
+        atomic_store(&f->task.cancel, 1);
+        marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0,
+                             "cancelled: the runtime closed while the task waited for "
+                             "its dependencies");
+        marin_future_release(f);
+    }
+}
+
+/* ---- running an attempt ---- */
+
+typedef struct timeout_arm {
+    marin_future_t *f;
+    int attempt;
+    int64_t ms;
+} timeout_arm;
+
+static void timeout_fire(void *arg)
+{
+    timeout_arm *a = arg;
+    marin_future_t *f = a->f;
+    if (f->task.attempt != a->attempt)
+        return;
+    atomic_store(&f->task.cancel, 1);
+    char msg[512], id[64];
+    marin__task_format_id(f->rt, &f->task, id, sizeof id);
+    snprintf(msg, sizeof msg, "task '%s' (%s) ran past its timeout of %lld ms on attempt %d; "
+             "it keeps its resources until its function returns",
+             f->task.name, id, (long long)a->ms, a->attempt);
+    marin__future_finish(f, MARIN_FUTURE_FAILED, MARIN_ETASKTIMEOUT, NULL, 0, msg);
+}
+
+static void timeout_dispose(void *arg)
+{
+    timeout_arm *a = arg;
+    marin_future_release(a->f);
+    marin__free(a);
+}
+
+static int retries_left(const struct marin__task *t)
+{
+    return t->opts->max_retries < 0 || t->attempt - 1 < t->opts->max_retries;
+}
+
+static void attempts_text(const struct marin__task *t, char *buf, size_t cap)
+{
+    if (t->opts->max_retries < 0)
+        snprintf(buf, cap, "attempt %d (retries unlimited)", t->attempt);
+    else
+        snprintf(buf, cap, "attempt %d of %d", t->attempt, t->opts->max_retries + 1);
+}
+
+int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
+                        const marin__exec_env *env)
+{
+    marin_future_t *f = marin__task_future(t);
+    unsigned expected = MARIN_FUTURE_PENDING;
+    if (!atomic_compare_exchange_strong(&f->state, &expected, MARIN_FUTURE_RUNNING)) {
+        marin__task_cleanup(t); /* cancelled before it started */
+        return 1;
+    }
+    t->attempt++;
+    marin_task_ctx_t ctx = {0};
+    ctx.rt = rt;
+    ctx.t = t;
+    ctx.f = f;
+    ctx.attempt = t->attempt;
+    if (env) {
+        ctx.gpu_ids = env->gpu_ids;
+        ctx.ngpus = env->ngpus;
+    }
+    marin__task_format_id(rt, t, ctx.id, sizeof ctx.id);
+
+    marin__timer *timer = NULL;
+    if (t->opts->timeout_ms > 0) {
+        timeout_arm *a = marin__malloc(sizeof *a);
+        if (a) {
+            a->f = f;
+            a->attempt = t->attempt;
+            a->ms = t->opts->timeout_ms;
+            marin_future_retain(f);
+            if (marin__timer_start(rt, a->ms, timeout_fire, a, timeout_dispose, &timer) !=
+                MARIN_OK) {
+                timeout_dispose(a);
+                timer = NULL;
+            }
+        }
+        if (!timer) { /* cannot enforce the timeout: fail rather than hang */
+            marin__future_finish(f, MARIN_FUTURE_FAILED, MARIN_ENOMEM, NULL, 0,
+                                 "out of memory arming the task's timeout");
+            marin__task_cleanup(t);
+            return 1;
+        }
+    }
+
+    marin_task_ctx_t *prev = current_ctx;
+    current_ctx = &ctx;
+    const marin__task_entry *e = t->entry;
+    int rc = e->fn(&ctx, t->arg, t->arg_len, e->userdata);
+    current_ctx = prev;
+    if (timer)
+        marin__timer_cancel(rt, timer);
+    if (ctx.worker_died)
+        rc = MARIN_EWORKER;
+
+    int settled = 1;
+    if (rc == MARIN_OK) {
+        marin__future_finish(f, MARIN_FUTURE_SUCCEEDED, MARIN_OK, ctx.result,
+                             ctx.result_len, NULL);
+        ctx.result = NULL;
+    } else {
+        int app = rc == MARIN_ETASK;
+        const char *why = ctx.fail_msg ? ctx.fail_msg
+                          : ctx.worker_died ? "the worker running it died"
+                                            : marin_strerror(rc);
+        unsigned s = atomic_load(&f->state);
+        if ((!app || t->opts->retry_exceptions) && retries_left(t) &&
+            !atomic_load(&t->cancel) && s == MARIN_FUTURE_RUNNING &&
+            !atomic_load(&rt->closing)) {
+            marin__log(rt, MARIN_LOG_WARN, "task '%s' (%s) failed on attempt %d (%s: %s); "
+                       "retrying", t->name, ctx.id, t->attempt, marin_strerror(rc), why);
+            expected = MARIN_FUTURE_RUNNING;
+            atomic_compare_exchange_strong(&f->state, &expected, MARIN_FUTURE_PENDING);
+            if (rt->backend->submit(rt->bstate, t) == MARIN_OK)
+                settled = 0;
+            else
+                marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, marin__err_msg());
+        } else {
+            char msg[1024], at[64];
+            attempts_text(t, at, sizeof at);
+            snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", t->name,
+                     ctx.id, at, app ? "" : marin_strerror(rc), app ? "" : ": ", why);
+            if (!app && strcmp(why, marin_strerror(rc)) == 0)
+                snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s", t->name,
+                         ctx.id, at, why);
+            marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
+        }
+    }
+    marin__free(ctx.result);
+    marin__free(ctx.fail_msg);
+    if (settled)
+        marin__task_cleanup(t);
+    return settled;
+}
+
+/* ---- accessors ---- */
+
+int marin_task_return(marin_task_ctx_t *ctx, const void *data, size_t len)
+{
+    MARIN__CHECK_ARG(ctx && (data || !len), "marin_task_return",
+                     "ctx must not be NULL, nor data when len > 0");
+    void *copy = marin__malloc(len ? len : 1);
+    if (!copy)
+        return marin__api_exit(marin__err(MARIN_ENOMEM,
+                                          "marin_task_return: out of memory for %zu bytes",
+                                          len));
+    if (len)
+        memcpy(copy, data, len);
+    marin__free(ctx->result);
+    ctx->result = copy;
+    ctx->result_len = len;
+    return marin__api_exit(MARIN_OK);
+}
+
+int marin_task_fail(marin_task_ctx_t *ctx, const char *message)
+{
+    if (!ctx)
+        return marin__api_exit(marin__err(MARIN_EINVAL, "marin_task_fail: ctx is NULL"));
+    marin__free(ctx->fail_msg);
+    ctx->fail_msg = marin__strdup(message ? message : "the task failed");
+    marin__err(MARIN_ETASK, "%s", message ? message : "the task failed");
+    return MARIN_ETASK;
+}
+
+int marin_test_kill_worker(marin_task_ctx_t *ctx)
+{
+    if (!ctx)
+        return marin__api_exit(marin__err(MARIN_EINVAL, "marin_test_kill_worker: ctx is NULL"));
+    ctx->worker_died = 1;
+    return MARIN_EWORKER;
+}
+
+int marin_task_dep(marin_task_ctx_t *ctx, size_t i, const void **data, size_t *len)
+{
+    if (data)
+        *data = NULL;
+    if (len)
+        *len = 0;
+    MARIN__CHECK_ARG(ctx && data && len, "marin_task_dep",
+                     "ctx, data and len must not be NULL");
+    if (i >= ctx->t->ndeps)
+        return marin__api_exit(marin__err(MARIN_EINVAL,
+                                          "marin_task_dep: index %zu but the task has %zu "
+                                          "dependencies", i, ctx->t->ndeps));
+    marin_future_t *d = ctx->t->deps[i];
+    *data = d->result;
+    *len = d->result_len;
+    return marin__api_exit(MARIN_OK);
+}
+
+size_t marin_task_ndeps(const marin_task_ctx_t *ctx) { return ctx ? ctx->t->ndeps : 0; }
+
+marin_runtime_t *marin_task_runtime(marin_task_ctx_t *ctx) { return ctx ? ctx->rt : NULL; }
+
+int marin_task_attempt(const marin_task_ctx_t *ctx) { return ctx ? ctx->attempt : 0; }
+
+const char *marin_task_id(const marin_task_ctx_t *ctx) { return ctx ? ctx->id : ""; }
+
+const char *marin_task_env(const marin_task_ctx_t *ctx, const char *key)
+{
+    if (!ctx || !key)
+        return NULL;
+    const marin__topts *o = ctx->t->opts;
+    for (size_t i = 0; i < o->nenv; i++)
+        if (strcmp(o->env_keys[i], key) == 0)
+            return o->env_values[i];
+    return NULL;
+}
+
+int marin_task_gpu_ids(const marin_task_ctx_t *ctx, int *ids, size_t cap, size_t *n)
+{
+    if (n)
+        *n = 0;
+    MARIN__CHECK_ARG(ctx && n && (ids || !cap), "marin_task_gpu_ids",
+                     "ctx and n must not be NULL, nor ids when cap > 0");
+    *n = ctx->ngpus;
+    if (cap < ctx->ngpus)
+        return marin__api_exit(marin__err(MARIN_ETOOBIG,
+                                          "marin_task_gpu_ids: the task has %zu GPUs but "
+                                          "ids has room for %zu", ctx->ngpus, cap));
+    for (size_t i = 0; i < ctx->ngpus; i++)
+        ids[i] = ctx->gpu_ids[i];
+    return marin__api_exit(MARIN_OK);
+}
+
+int marin_task_cancelled(const marin_task_ctx_t *ctx)
+{
+    if (!ctx)
+        return 0;
+    return atomic_load(&ctx->t->cancel) || atomic_load(&ctx->rt->closing) ||
+           marin__state_done(atomic_load(&ctx->f->state));
+}
+
+int marin_task_log(marin_task_ctx_t *ctx, int level, const char *message)
+{
+    MARIN__CHECK_ARG(ctx && message, "marin_task_log", "ctx and message must not be NULL");
+    if (level < MARIN_LOG_ERROR || level > MARIN_LOG_DEBUG)
+        return marin__api_exit(marin__err(MARIN_EINVAL,
+                                          "marin_task_log: level %d is outside 1..4", level));
+    marin__log(ctx->rt, level, "[task %s '%s'] %s", ctx->id, ctx->t->name, message);
+    return marin__api_exit(MARIN_OK);
+}

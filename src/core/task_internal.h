@@ -1,0 +1,14 @@
+/* Core-internal task helpers (task.c). */
+#ifndef MARIN_CORE_TASK_INTERNAL_H
+#define MARIN_CORE_TASK_INTERNAL_H
+
+#include "backend.h"
+
+/* Around a blocking wait: a task running on this thread lends its
+ * resources back to its backend. No-ops outside tasks. */
+void marin__block_begin(void);
+void marin__block_end(void);
+/* marin_future_cancel finished the future: tell the backend. */
+void marin__task_cancelled_notify(marin_runtime_t *rt, struct marin__task *t);
+
+#endif
