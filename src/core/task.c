@@ -375,7 +375,6 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
         ctx.gpu_ids = env->gpu_ids;
         ctx.ngpus = env->ngpus;
     }
-    marin__task_format_id(rt, t, ctx.id, sizeof ctx.id);
 
     marin__timer *timer = NULL;
     if (t->opts->timeout_ms > 0) {
@@ -424,7 +423,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
             !atomic_load(&t->cancel) && s == MARIN_FUTURE_RUNNING &&
             !atomic_load(&rt->closing)) {
             marin__log(rt, MARIN_LOG_WARN, "task '%s' (%s) failed on attempt %d (%s: %s); "
-                       "retrying", t->name, ctx.id, t->attempt, marin_strerror(rc), why);
+                       "retrying", t->name, marin_task_id(&ctx), t->attempt, marin_strerror(rc), why);
             expected = MARIN_FUTURE_RUNNING;
             atomic_compare_exchange_strong(&f->state, &expected, MARIN_FUTURE_PENDING);
             if (rt->backend->submit(rt->bstate, t) == MARIN_OK)
@@ -435,10 +434,10 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
             char msg[1024], at[64];
             attempts_text(t, at, sizeof at);
             snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", t->name,
-                     ctx.id, at, app ? "" : marin_strerror(rc), app ? "" : ": ", why);
+                     marin_task_id(&ctx), at, app ? "" : marin_strerror(rc), app ? "" : ": ", why);
             if (!app && strcmp(why, marin_strerror(rc)) == 0)
                 snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s", t->name,
-                         ctx.id, at, why);
+                         marin_task_id(&ctx), at, why);
             marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
         }
     }
@@ -510,7 +509,15 @@ marin_runtime_t *marin_task_runtime(marin_task_ctx_t *ctx) { return ctx ? ctx->r
 
 int marin_task_attempt(const marin_task_ctx_t *ctx) { return ctx ? ctx->attempt : 0; }
 
-const char *marin_task_id(const marin_task_ctx_t *ctx) { return ctx ? ctx->id : ""; }
+const char *marin_task_id(const marin_task_ctx_t *ctx)
+{
+    if (!ctx)
+        return "";
+    marin_task_ctx_t *c = (marin_task_ctx_t *)ctx; /* formatted on first use */
+    if (!c->id[0])
+        marin__task_format_id(c->rt, c->t, c->id, sizeof c->id);
+    return c->id;
+}
 
 const char *marin_task_env(const marin_task_ctx_t *ctx, const char *key)
 {
@@ -553,6 +560,7 @@ int marin_task_log(marin_task_ctx_t *ctx, int level, const char *message)
     if (level < MARIN_LOG_ERROR || level > MARIN_LOG_DEBUG)
         return marin__api_exit(marin__err(MARIN_EINVAL,
                                           "marin_task_log: level %d is outside 1..4", level));
-    marin__log(ctx->rt, level, "[task %s '%s'] %s", ctx->id, ctx->t->name, message);
+    marin__log(ctx->rt, level, "[task %s '%s'] %s", marin_task_id(ctx), ctx->t->name,
+               message);
     return marin__api_exit(MARIN_OK);
 }

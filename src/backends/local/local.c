@@ -50,6 +50,7 @@ typedef struct local_state {
     size_t next_shared_gpu;
     shape *shapes;
     size_t nthreads, nidle, nblocked, max_active;
+    size_t nwaking;             /* idle workers signalled, not yet awake */
     int64_t idle_ms;
     worker *workers;            /* threads running a task */
     int stopping;
@@ -134,10 +135,13 @@ static int spawn_locked(local_state *s)
  * one while the active count is under the cap. */
 static void kick_locked(local_state *s)
 {
-    if (s->nidle > 0) {
+    if (s->nidle > s->nwaking) {
+        s->nwaking++;
         pthread_cond_signal(&s->work_cv);
         return;
     }
+    if (s->nidle > 0)
+        return; /* a woken worker will look */
     if (s->nthreads - s->nblocked < s->max_active && spawn_locked(s) != MARIN_OK)
         marin__log(s->rt, MARIN_LOG_WARN, "local backend: cannot start another "
                    "worker thread; %zu are running", s->nthreads);
@@ -227,20 +231,18 @@ static void *worker_main(void *arg)
         if (t) {
             w.running = t;
             link_worker(s, &w);
-            if (s->nidle > 0 && s->shapes && s->shapes->next)
-                pthread_cond_signal(&s->work_cv); /* another shape may fit too */
+            if (s->nidle > s->nwaking && s->shapes && s->shapes->next) {
+                s->nwaking++; /* another shape may fit too */
+                pthread_cond_signal(&s->work_cv);
+            }
             pthread_mutex_unlock(&s->mu);
             marin__exec_env env = {w.gpu_ids, w.ngpus};
-            int settled = marin__task_execute(s->rt, t, &env);
+            if (marin__task_execute(s->rt, t, &env))
+                marin_future_release(marin__task_future(t));
             pthread_mutex_lock(&s->mu);
             unlink_worker(s, &w);
             w.running = NULL;
             give_back_locked(s, sh, &w);
-            if (settled) {
-                pthread_mutex_unlock(&s->mu);
-                marin_future_release(marin__task_future(t));
-                pthread_mutex_lock(&s->mu);
-            }
             continue;
         }
         if (s->stopping)
@@ -261,6 +263,8 @@ static void *worker_main(void *arg)
             pthread_cond_wait(&s->work_cv, &s->mu);
         }
         s->nidle--;
+        if (s->nwaking > 0)
+            s->nwaking--;
         if (timed_out && !s->stopping)
             break; /* idle too long: a new thread is made when needed */
     }
