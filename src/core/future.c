@@ -162,7 +162,7 @@ int marin_future_get(marin_future_t *f, int64_t timeout_ms, const void **data,
      * sleep for, which would also make its worker pay for a wake-up. */
     for (int spin = 0; spin < SPIN_ROUNDS && !marin__state_done(s) && timeout_ms != 0;
          spin++) {
-        __builtin_ia32_pause();
+        marin__cpu_relax();
         s = atomic_load_explicit(&f->state, memory_order_acquire);
     }
     if (!marin__state_done(s) && timeout_ms != 0) {

@@ -33,6 +33,16 @@ static inline void marin__unlock(marin__lock_t *l)
 int marin__futex_wait(atomic_uint *word, unsigned expected, int64_t timeout_ms);
 void marin__futex_wake_all(atomic_uint *word);
 
+/* Tell the CPU we are spinning. */
+static inline void marin__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* Monotonic milliseconds and nanoseconds. */
 int64_t marin__now_ms(void);
 int64_t marin__now_ns(void);
