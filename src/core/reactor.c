@@ -17,6 +17,7 @@ struct marin__reactor {
     marin__job *head, *tail; /* guarded by mu */
     int accepting;           /* guarded by mu */
     int stop_asked;          /* guarded by mu */
+    int stopped;             /* marin__reactor_stop ran (closing thread only) */
 };
 
 struct marin__timer {
@@ -93,6 +94,8 @@ int marin__reactor_post(marin_runtime_t *rt, marin__job *job)
 {
     struct marin__reactor *r = rt->reactor;
     job->next = NULL;
+    if (!r)
+        return MARIN_ESTATE;
     pthread_mutex_lock(&r->mu);
     if (!r->accepting) {
         pthread_mutex_unlock(&r->mu);
@@ -123,8 +126,9 @@ static void close_walk(uv_handle_t *h, void *arg)
 void marin__reactor_stop(marin_runtime_t *rt)
 {
     struct marin__reactor *r = rt->reactor;
-    if (!r)
+    if (!r || r->stopped)
         return;
+    r->stopped = 1;
     pthread_mutex_lock(&r->mu);
     r->accepting = 0;
     r->stop_asked = 1;
@@ -135,6 +139,16 @@ void marin__reactor_stop(marin_runtime_t *rt)
     uv_walk(&r->loop, close_walk, NULL);
     uv_run(&r->loop, UV_RUN_DEFAULT);
     uv_loop_close(&r->loop);
+    /* The shell stays until the runtime's memory goes (marin__reactor_free):
+     * futures outlive the runtime and may still try to post, and are told
+     * MARIN_ESTATE. */
+}
+
+void marin__reactor_free(marin_runtime_t *rt)
+{
+    struct marin__reactor *r = rt->reactor;
+    if (!r)
+        return;
     pthread_mutex_destroy(&r->mu);
     marin__free(r);
     rt->reactor = NULL;

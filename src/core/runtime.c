@@ -21,6 +21,7 @@ void marin__runtime_release(marin_runtime_t *rt)
 {
     if (atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
         return;
+    marin__reactor_free(rt);
     pthread_mutex_destroy(&rt->log_mu);
     pthread_mutex_destroy(&rt->deps_mu);
     marin__free(rt);

@@ -46,6 +46,8 @@ int marin__log_level_from_env(const char *value);
 int marin__reactor_start(marin_runtime_t *rt);
 /* Run every queued job, then stop and join the thread. */
 void marin__reactor_stop(marin_runtime_t *rt);
+/* Free what stop left for late posters (with the runtime's memory). */
+void marin__reactor_free(marin_runtime_t *rt);
 /* 1 when called on rt's reactor thread. */
 int marin__reactor_on_thread(marin_runtime_t *rt);
 

@@ -400,6 +400,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
 
     marin_task_ctx_t *prev = current_ctx;
     current_ctx = &ctx;
+    marin__api_exit(MARIN_OK); /* so a failure's detail below is the task's own */
     const marin__task_entry *e = t->entry;
     int rc = e->fn(&ctx, t->arg, t->arg_len, e->userdata);
     current_ctx = prev;
@@ -407,6 +408,9 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
         marin__timer_cancel(rt, timer);
     if (ctx.worker_died)
         rc = MARIN_EWORKER;
+    else if (rc > 0) /* not a marin code: count it as the task's own error */
+        rc = marin__err(MARIN_ETASK, "the task function returned %d, which is not 0 "
+                        "or a negative marin code", rc);
 
     int settled = 1;
     if (rc == MARIN_OK) {
@@ -415,15 +419,21 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
         ctx.result = NULL;
     } else {
         int app = rc == MARIN_ETASK;
+        /* The task's own words: marin_task_fail, else the detail of the marin
+         * call that failed inside it, else the code's description. */
+        const char *detail = marin__err_msg();
         const char *why = ctx.fail_msg ? ctx.fail_msg
-                          : ctx.worker_died ? "the worker running it died"
+                          : ctx.worker_died ? "the worker running it died (simulated)"
+                          : detail[0]       ? detail
                                             : marin_strerror(rc);
         unsigned s = atomic_load(&f->state);
         if ((!app || t->opts->retry_exceptions) && retries_left(t) &&
             !atomic_load(&t->cancel) && s == MARIN_FUTURE_RUNNING &&
             !atomic_load(&rt->closing)) {
-            marin__log(rt, MARIN_LOG_WARN, "task '%s' (%s) failed on attempt %d (%s: %s); "
-                       "retrying", t->name, marin_task_id(&ctx), t->attempt, marin_strerror(rc), why);
+            marin__log(rt, MARIN_LOG_WARN, "task '%s' (%s) failed on attempt %d (%s%s%s); "
+                       "retrying", t->name, marin_task_id(&ctx), t->attempt,
+                       marin_strerror(rc), why == marin_strerror(rc) ? "" : ": ",
+                       why == marin_strerror(rc) ? "" : why);
             expected = MARIN_FUTURE_RUNNING;
             atomic_compare_exchange_strong(&f->state, &expected, MARIN_FUTURE_PENDING);
             if (rt->backend->submit(rt->bstate, t) == MARIN_OK)
@@ -433,11 +443,10 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
         } else {
             char msg[1024], at[64];
             attempts_text(t, at, sizeof at);
+            int plain = app || why == marin_strerror(rc);
             snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", t->name,
-                     marin_task_id(&ctx), at, app ? "" : marin_strerror(rc), app ? "" : ": ", why);
-            if (!app && strcmp(why, marin_strerror(rc)) == 0)
-                snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s", t->name,
-                         marin_task_id(&ctx), at, why);
+                     marin_task_id(&ctx), at, plain ? "" : marin_strerror(rc),
+                     plain ? "" : ": ", why);
             marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
         }
     }

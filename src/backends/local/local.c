@@ -237,12 +237,13 @@ static void *worker_main(void *arg)
             }
             pthread_mutex_unlock(&s->mu);
             marin__exec_env env = {w.gpu_ids, w.ngpus};
-            if (marin__task_execute(s->rt, t, &env))
-                marin_future_release(marin__task_future(t));
+            int settled = marin__task_execute(s->rt, t, &env);
             pthread_mutex_lock(&s->mu);
-            unlink_worker(s, &w);
+            unlink_worker(s, &w); /* before the release: shutdown reads it */
             w.running = NULL;
             give_back_locked(s, sh, &w);
+            if (settled) /* only frees memory; takes no lock of ours */
+                marin_future_release(marin__task_future(t));
             continue;
         }
         if (s->stopping)
