@@ -46,9 +46,10 @@ static int no_backend(const char *uri, const char *scheme)
             break;
         used += (size_t)n;
     }
+    (void)uri; /* not quoted: it may hold a password */
     return marin__err(MARIN_ENOBACKEND,
-                      "marin_runtime_open: no backend '%s' for URI '%s'; built-in "
-                      "backends: %s", scheme, uri, names);
+                      "marin_runtime_open: no backend named '%s' (the URI's scheme); "
+                      "built-in backends: %s", scheme, names);
 }
 
 int marin_runtime_open(const char *uri, marin_runtime_t **out)

@@ -438,6 +438,35 @@ static void local_fini(void *state)
     pthread_mutex_destroy(&s->mu);
 }
 
+/* A resource given as 0 in the URI ("gpus=0") removes the detected amount;
+ * parsing keeps no zero entries, so find the names in the spec itself. */
+static int drop_zeroed(local_state *s, const char *spec, const marin_resources_t *over)
+{
+    for (const char *p = spec; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *name = p;
+        while (*p && *p != '=' && *p != ',' && *p != ' ')
+            p++;
+        char buf[MARIN__RES_NAME_MAX + 1];
+        size_t n = (size_t)(p - name);
+        if (n > 0 && n <= MARIN__RES_NAME_MAX) {
+            memcpy(buf, name, n);
+            buf[n] = '\0';
+            if (marin__res_amount(over, buf) == 0) {
+                int rc = marin__res_set_fixed(&s->capacity, buf, 0);
+                if (rc != MARIN_OK)
+                    return rc;
+                if (strcmp(buf, "gpus") == 0)
+                    s->ngpu_ids = 0;
+            }
+        }
+        while (*p && *p != ',')
+            p++;
+    }
+    return MARIN_OK;
+}
+
 static int local_init(void *state, marin_runtime_t *rt, const marin__uri *uri)
 {
     local_state *s = state;
@@ -458,16 +487,15 @@ static int local_init(void *state, marin_runtime_t *rt, const marin__uri *uri)
     const char *spec = marin__uri_param(uri, "resources");
     if (spec) {
         marin_resources_t *over = NULL;
-        if ((rc = marin_resources_parse(spec, &over)) != MARIN_OK)
+        if ((rc = marin_resources_parse(spec, &over)) != MARIN_OK) {
+            char detail[512];
+            snprintf(detail, sizeof detail, "%s", marin_last_error());
             return marin__err(rc, "marin_runtime_open: bad resources in the local URI: %s",
-                              marin_last_error());
+                              detail);
+        }
         for (size_t i = 0; i < over->n && rc == MARIN_OK; i++)
             rc = marin__res_set_fixed(&s->capacity, over->e[i].name, over->e[i].amount);
-        if (rc == MARIN_OK && marin_resources_get(over, "gpus") == 0 &&
-            strstr(spec, "gpus")) {
-            rc = marin__res_set_fixed(&s->capacity, "gpus", 0); /* gpus=0: none */
-            s->ngpu_ids = 0;
-        }
+        rc = rc == MARIN_OK ? drop_zeroed(s, spec, over) : rc;
         double g = marin_resources_get(over, "gpus");
         if (rc == MARIN_OK && g > 0) {
             /* Given GPUs: keep detected ids when there are enough, else number
