@@ -348,9 +348,12 @@ static int retries_left(const struct marin__task *t)
     return t->opts->max_retries < 0 || t->attempt - 1 < t->opts->max_retries;
 }
 
-static void attempts_text(const struct marin__task *t, char *buf, size_t cap)
+static void attempts_text(const struct marin__task *t, int app, char *buf, size_t cap)
 {
-    if (t->opts->max_retries < 0)
+    if (app && !t->opts->retry_exceptions)
+        snprintf(buf, cap, "attempt %d (application errors are retried only with "
+                 "retry_exceptions)", t->attempt);
+    else if (t->opts->max_retries < 0)
         snprintf(buf, cap, "attempt %d (retries unlimited)", t->attempt);
     else
         snprintf(buf, cap, "attempt %d of %d", t->attempt, t->opts->max_retries + 1);
@@ -423,7 +426,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
          * call that failed inside it, else the code's description. */
         const char *detail = marin__err_msg();
         const char *why = ctx.fail_msg ? ctx.fail_msg
-                          : ctx.worker_died ? "the worker running it died (simulated)"
+                          : ctx.worker_died ? "simulated by marin_test_kill_worker"
                           : detail[0]       ? detail
                                             : marin_strerror(rc);
         unsigned s = atomic_load(&f->state);
@@ -442,7 +445,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
                 marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, marin__err_msg());
         } else {
             char msg[1024], at[64];
-            attempts_text(t, at, sizeof at);
+            attempts_text(t, app, at, sizeof at);
             int plain = app || why == marin_strerror(rc);
             snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", t->name,
                      marin_task_id(&ctx), at, plain ? "" : marin_strerror(rc),

@@ -24,8 +24,8 @@ typedef struct shape {
     marin_resources_t req;
     int64_t *demand;            /* per capacity slot */
     int64_t cpus;               /* the lendable part (fixed point) */
-    size_t whole_gpus;          /* exclusive GPU ids to assign */
-    int fractional_gpu;         /* shares one GPU id */
+    size_t whole_gpus;          /* exclusive GPUs to assign */
+    int64_t gpu_fraction;       /* plus this share (hundredths) of one GPU */
     struct marin__task *head, *tail;
 } shape;
 
@@ -33,6 +33,8 @@ typedef struct worker {
     struct worker *prev, *next;
     struct marin__task *running;
     int gpu_ids[MARIN__MAX_GPUS];
+    size_t gpu_index[MARIN__MAX_GPUS]; /* into local_state.gpu_ids */
+    int64_t gpu_share[MARIN__MAX_GPUS];
     size_t ngpus;
 } worker;
 
@@ -45,9 +47,8 @@ typedef struct local_state {
     int64_t *free_amt;          /* per capacity slot */
     size_t cpu_slot, gpu_slot;  /* index into capacity, or SIZE_MAX */
     int gpu_ids[MARIN__MAX_GPUS];
-    int gpu_busy[MARIN__MAX_GPUS];
+    int64_t gpu_used[MARIN__MAX_GPUS]; /* hundredths of each GPU in use */
     size_t ngpu_ids;
-    size_t next_shared_gpu;
     shape *shapes;
     size_t nthreads, nidle, nblocked, max_active;
     size_t nwaking;             /* idle workers signalled, not yet awake */
@@ -68,12 +69,27 @@ static size_t slot_of(const local_state *s, const char *name)
     return SIZE_MAX;
 }
 
+/* GPUs are placed one by one: whole GPUs must be entirely free, a share
+ * must fit on one GPU, so totals alone are not enough. */
+static int gpus_fit(const local_state *s, const shape *sh)
+{
+    size_t idle = 0;
+    int share_fits = sh->gpu_fraction == 0;
+    for (size_t g = 0; g < s->ngpu_ids; g++) {
+        if (s->gpu_used[g] == 0)
+            idle++;
+        else if (s->gpu_used[g] + sh->gpu_fraction <= MARIN__RES_SCALE)
+            share_fits = 1;
+    }
+    return idle >= sh->whole_gpus + (share_fits ? 0 : 1);
+}
+
 static int fits(const local_state *s, const shape *sh)
 {
     for (size_t i = 0; i < s->capacity.n; i++)
         if (sh->demand[i] > 0 && s->free_amt[i] < sh->demand[i])
             return 0;
-    return 1;
+    return (sh->whole_gpus == 0 && sh->gpu_fraction == 0) || gpus_fit(s, sh);
 }
 
 static shape *find_shape_locked(local_state *s, marin__topts *o)
@@ -104,7 +120,7 @@ static shape *find_shape_locked(local_state *s, marin__topts *o)
     if (s->gpu_slot != SIZE_MAX) {
         int64_t g = sh->demand[s->gpu_slot];
         sh->whole_gpus = (size_t)(g / MARIN__RES_SCALE);
-        sh->fractional_gpu = g > 0 && g < MARIN__RES_SCALE;
+        sh->gpu_fraction = g % MARIN__RES_SCALE;
     }
     marin__topts_retain(o);
     sh->cached_opts = o;
@@ -147,6 +163,14 @@ static void kick_locked(local_state *s)
                    "worker thread; %zu are running", s->nthreads);
 }
 
+static void take_gpu(local_state *s, worker *w, size_t g, int64_t share)
+{
+    s->gpu_used[g] += share;
+    w->gpu_index[w->ngpus] = g;
+    w->gpu_share[w->ngpus] = share;
+    w->gpu_ids[w->ngpus++] = s->gpu_ids[g];
+}
+
 /* Take the oldest queued task whose shape fits, reserving its resources. */
 static struct marin__task *pick_locked(local_state *s, worker *w, shape **out_shape)
 {
@@ -176,13 +200,17 @@ static struct marin__task *pick_locked(local_state *s, worker *w, shape **out_sh
         s->free_amt[i] -= best->demand[i];
     w->ngpus = 0;
     for (size_t g = 0; g < s->ngpu_ids && w->ngpus < best->whole_gpus; g++)
-        if (!s->gpu_busy[g]) {
-            s->gpu_busy[g] = 1;
-            w->gpu_ids[w->ngpus++] = s->gpu_ids[g];
-        }
-    if (best->fractional_gpu && s->ngpu_ids) {
-        w->gpu_ids[w->ngpus++] = s->gpu_ids[s->next_shared_gpu % s->ngpu_ids];
-        s->next_shared_gpu++;
+        if (s->gpu_used[g] == 0)
+            take_gpu(s, w, g, MARIN__RES_SCALE);
+    if (best->gpu_fraction > 0) {
+        /* best fit: the fullest GPU the share still fits on */
+        size_t pick = SIZE_MAX;
+        for (size_t g = 0; g < s->ngpu_ids; g++)
+            if (s->gpu_used[g] + best->gpu_fraction <= MARIN__RES_SCALE &&
+                (pick == SIZE_MAX || s->gpu_used[g] > s->gpu_used[pick]))
+                pick = g;
+        if (pick != SIZE_MAX)
+            take_gpu(s, w, pick, best->gpu_fraction);
     }
     *out_shape = best;
     return t;
@@ -192,12 +220,10 @@ static void give_back_locked(local_state *s, const shape *sh, worker *w)
 {
     for (size_t i = 0; i < s->capacity.n; i++)
         s->free_amt[i] += sh->demand[i];
-    for (size_t k = 0; k < (sh->fractional_gpu ? 0 : w->ngpus); k++)
-        for (size_t g = 0; g < s->ngpu_ids; g++)
-            if (s->gpu_ids[g] == w->gpu_ids[k] && s->gpu_busy[g]) {
-                s->gpu_busy[g] = 0;
-                break;
-            }
+    (void)sh;
+    for (size_t k = 0; k < w->ngpus; k++)
+        s->gpu_used[w->gpu_index[k]] -= w->gpu_share[k];
+    w->ngpus = 0;
 }
 
 static void link_worker(local_state *s, worker *w)
