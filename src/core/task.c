@@ -444,7 +444,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
             else
                 marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, marin__err_msg());
         } else {
-            char msg[1024], at[64];
+            char msg[1024], at[128];
             attempts_text(t, app, at, sizeof at);
             int plain = app || why == marin_strerror(rc);
             snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", t->name,
