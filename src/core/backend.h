@@ -38,8 +38,11 @@ typedef struct marin__topts {
 
 void marin__topts_retain(marin__topts *o);
 void marin__topts_release(marin__topts *o);
-/* The snapshot a submit with @p o uses (retained; NULL o: rt default). */
+/* The snapshot a submit with @p o (not NULL) uses, retained. */
 marin__topts *marin__task_options_snapshot(const marin_task_options_t *o);
+/* A new options object sharing @p src's current snapshot (MARIN_ENOMEM). */
+int marin__task_options_clone(const marin_task_options_t *src,
+                              marin_task_options_t **out);
 /* Shared default snapshot (cpus=1, 3 retries). Retained. */
 int marin__topts_default(marin__topts **out);
 

@@ -141,8 +141,6 @@ static int outcome(marin_future_t *f, const void **data, size_t *len)
             *len = f->result_len;
         return MARIN_OK;
     }
-    char id[64];
-    marin__task_format_id(f->rt, &f->task, id, sizeof id);
     return marin__err(f->status, "%s", f->error ? f->error : marin_strerror(f->status));
 }
 
@@ -388,6 +386,11 @@ int marin_future_on_done(marin_future_t *f, marin_done_fn fn, void *userdata,
 int marin_future_cancel(marin_future_t *f)
 {
     MARIN__CHECK_ARG(f, "marin_future_cancel", "future must not be NULL");
+    unsigned s = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (marin__state_done(s))
+        return marin__api_exit(marin__err(
+            MARIN_ESTATE, "marin_future_cancel: the task had already finished (%s)",
+            marin_strerror(f->status)));
     atomic_store(&f->task.cancel, 1);
     if (!marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0,
                               "cancelled by marin_future_cancel"))

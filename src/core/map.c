@@ -2,8 +2,9 @@
  *
  * Written against the public API only (marin_submit, marin_future_get,
  * marin_future_cancel, marin_future_release), so it runs unchanged on every
- * backend; the one internal read is the runtime's MARIN_PROGRESS flag. The window is a ring of futures: fill it from next(), block on
- * the head future, deliver it, release it, refill. Nothing is allocated per
+ * backend; the one internal read is the runtime's MARIN_PROGRESS flag.
+ * The window is a ring of futures: fill it from next(), block on the head
+ * future, deliver it, release it, refill. Nothing is allocated per
  * item beyond what marin_submit does, and the only per-item system calls are
  * the waits on the head future.
  *
@@ -33,7 +34,8 @@
 #define MSG_CAP 1024
 #define BAR_PERIOD_NS 100000000LL /* at most ~10 redraws a second */
 #define BAR_WIDTH 24
-#define LINE_CAP 192
+#define TEXT_MAX 127 /* '\r' and the text of one bar line */
+#define LINE_CAP (2 * TEXT_MAX + 2) /* plus padding and '\n' */
 
 struct marin_map_options {
     size_t max_in_flight;
@@ -41,10 +43,7 @@ struct marin_map_options {
     int progress_bar;
     marin_progress_fn progress;
     void *progress_userdata;
-    /* Borrowed, not copied: there is no internal copy of task options yet,
-     * so they must outlive every marin_map_ordered() call made with these
-     * map options. */
-    const marin_task_options_t *task_options;
+    marin_task_options_t *task_options; /* our own copy, or NULL */
 };
 
 /* ---- options ---- */
@@ -88,7 +87,12 @@ int marin_map_options_set_task_options(marin_map_options_t *o,
 {
     MARIN__CHECK_ARG(o, "marin_map_options_set_task_options",
                      "options are NULL");
-    o->task_options = t;
+    marin_task_options_t *copy = NULL;
+    if (t && marin__task_options_clone(t, &copy) != MARIN_OK)
+        return marin__api_exit(marin__err(MARIN_ENOMEM,
+                                          "marin_map_options_set_task_options: out of memory"));
+    marin_task_options_destroy(o->task_options);
+    o->task_options = copy;
     return marin__api_exit(MARIN_OK);
 }
 
@@ -111,6 +115,9 @@ int marin_map_options_set_progress_bar(marin_map_options_t *o, int on)
 
 void marin_map_options_destroy(marin_map_options_t *o)
 {
+    if (!o)
+        return;
+    marin_task_options_destroy(o->task_options);
     marin__free(o);
 }
 
@@ -118,7 +125,6 @@ void marin_map_options_destroy(marin_map_options_t *o)
 
 typedef struct {
     int on;          /* drawing at all: asked for and stderr is a terminal */
-    int drawn;       /* something is on the line */
     int64_t start_ns;
     int64_t last_ns; /* last redraw */
     size_t last_len; /* visible length of the last line, for padding */
@@ -139,7 +145,8 @@ static void bar_init(bar_t *b, int asked)
 /* Redraw at most every BAR_PERIOD_NS; @p final always draws and ends the
  * line. Before next() has ended the total is unknown: count, rate and
  * elapsed time. Once it is known (ended): a bar, done/total, percent, rate
- * and ETA. */
+ * and ETA. The line is composed first and written with one fwrite (stderr
+ * is unbuffered). */
 static void bar_draw(bar_t *b, size_t done, size_t submitted, size_t failed,
                      int ended, int final)
 {
@@ -180,17 +187,17 @@ static void bar_draw(bar_t *b, size_t done, size_t submitted, size_t failed,
     if (failed)
         BAR_PUT(" (%zu failed)", failed);
 #undef BAR_PUT
-    if (n >= sizeof line)
-        n = sizeof line - 1;
+    if (n > TEXT_MAX)
+        n = TEXT_MAX;
     size_t visible = n - 1; /* without the '\r' */
-    fwrite(line, 1, n, stderr);
-    /* Blank what is left of a longer previous line. */
+    /* Blank what is left of a longer previous line (last_len < TEXT_MAX,
+     * so this and the newline fit in LINE_CAP). */
     for (size_t i = visible; i < b->last_len; i++)
-        fputc(' ', stderr);
-    b->last_len = visible;
-    b->drawn = 1;
+        line[n++] = ' ';
     if (final)
-        fputc('\n', stderr);
+        line[n++] = '\n';
+    b->last_len = visible;
+    fwrite(line, 1, n, stderr);
     fflush(stderr);
 }
 

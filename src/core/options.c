@@ -95,6 +95,17 @@ marin__topts *marin__task_options_snapshot(const marin_task_options_t *o)
     return o->snap;
 }
 
+int marin__task_options_clone(const marin_task_options_t *src,
+                              marin_task_options_t **out)
+{
+    marin_task_options_t *o = marin__calloc(1, sizeof *o);
+    if (!o)
+        return MARIN_ENOMEM;
+    o->snap = marin__task_options_snapshot(src);
+    *out = o;
+    return MARIN_OK;
+}
+
 int marin_task_options_create(marin_task_options_t **out)
 {
     MARIN__CHECK_ARG(out, "marin_task_options_create", "out must not be NULL");

@@ -562,8 +562,8 @@ int marin_task_cancelled(const marin_task_ctx_t *ctx)
 {
     if (!ctx)
         return 0;
-    return atomic_load(&ctx->t->cancel) || atomic_load(&ctx->rt->closing) ||
-           marin__state_done(atomic_load(&ctx->f->state));
+    /* Closing the runtime finishes the future first, then sets cancel. */
+    return atomic_load(&ctx->t->cancel) || marin__state_done(atomic_load(&ctx->f->state));
 }
 
 int marin_task_log(marin_task_ctx_t *ctx, int level, const char *message)

@@ -38,6 +38,14 @@ typedef struct worker {
     size_t ngpus;
 } worker;
 
+/* One per worker thread, made at spawn: the thread files it under
+ * `exited` when it leaves, and whoever comes next joins it. */
+typedef struct thread_node {
+    struct thread_node *next;
+    struct local_state *s;
+    pthread_t th;
+} thread_node;
+
 typedef struct local_state {
     marin_runtime_t *rt;
     pthread_mutex_t mu;
@@ -54,6 +62,7 @@ typedef struct local_state {
     size_t nwaking;             /* idle workers signalled, not yet awake */
     int64_t idle_ms;
     worker *workers;            /* threads running a task */
+    thread_node *exited;        /* threads that left, to be joined */
     int stopping;
 } local_state;
 
@@ -133,16 +142,28 @@ static shape *find_shape_locked(local_state *s, marin__topts *o)
 
 static void *worker_main(void *arg);
 
+/* Join threads that have left; they hold no lock, so this is quick. */
+static void reap_locked(local_state *s)
+{
+    while (s->exited) {
+        thread_node *n = s->exited;
+        s->exited = n->next;
+        pthread_join(n->th, NULL);
+        marin__free(n);
+    }
+}
+
 static int spawn_locked(local_state *s)
 {
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&th, &attr, worker_main, s);
-    pthread_attr_destroy(&attr);
-    if (rc != 0)
+    reap_locked(s);
+    thread_node *n = marin__calloc(1, sizeof *n);
+    if (!n)
         return MARIN_ENOMEM;
+    n->s = s;
+    if (pthread_create(&n->th, NULL, worker_main, n) != 0) {
+        marin__free(n);
+        return MARIN_ENOMEM;
+    }
     s->nthreads++;
     return MARIN_OK;
 }
@@ -247,7 +268,8 @@ static void unlink_worker(local_state *s, worker *w)
 
 static void *worker_main(void *arg)
 {
-    local_state *s = arg;
+    thread_node *self = arg;
+    local_state *s = self->s;
     worker w;
     memset(&w, 0, sizeof w);
     pthread_mutex_lock(&s->mu);
@@ -295,6 +317,8 @@ static void *worker_main(void *arg)
         if (timed_out && !s->stopping)
             break; /* idle too long: a new thread is made when needed */
     }
+    self->next = s->exited;
+    s->exited = self;
     s->nthreads--;
     pthread_cond_broadcast(&s->exit_cv);
     pthread_mutex_unlock(&s->mu);
@@ -416,7 +440,6 @@ static void local_shutdown(void *state)
     marin_future_t **running = nrun ? marin__calloc(nrun, sizeof *running) : NULL;
     size_t k = 0;
     for (worker *w = s->workers; w && running; w = w->next) {
-        atomic_store(&w->running->cancel, 1);
         running[k] = marin__task_future(w->running);
         marin_future_retain(running[k++]);
     }
@@ -435,9 +458,12 @@ static void local_shutdown(void *state)
         marin__task_cleanup(t);
         marin_future_release(f);
     }
+    /* Finish first, then ask the task to stop: a task that returns as soon as
+     * it sees marin_task_cancelled() must not win with a result. */
     for (size_t i = 0; i < k; i++) {
         marin__future_finish(running[i], MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0,
                              "cancelled: the runtime closed while the task was running");
+        atomic_store(&running[i]->task.cancel, 1);
         marin_future_release(running[i]);
     }
     marin__free(running);
@@ -445,6 +471,7 @@ static void local_shutdown(void *state)
     pthread_mutex_lock(&s->mu);
     while (s->nthreads > 0)
         pthread_cond_wait(&s->exit_cv, &s->mu);
+    reap_locked(s);
     pthread_mutex_unlock(&s->mu);
 }
 
