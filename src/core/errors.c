@@ -67,13 +67,10 @@ int marin__api_exit(int rc)
         oom_pending = 0;
         return rc;
     }
-    if (oom_pending) {
-        oom_pending = 0;
-        if (rc != MARIN_ENOMEM)
-            rc = MARIN_ENOMEM;
-        if (!strstr(last_msg, "memory"))
-            snprintf(last_msg, sizeof last_msg,
-                     "out of memory: an allocation failed");
-    }
+    /* An allocation failure the call absorbed must not be blamed on a later,
+     * unrelated failure: the flag only supplies a message for ENOMEM. */
+    if (rc == MARIN_ENOMEM && (oom_pending || !last_msg[0]) && !strstr(last_msg, "memory"))
+        snprintf(last_msg, sizeof last_msg, "out of memory: an allocation failed");
+    oom_pending = 0;
     return rc;
 }

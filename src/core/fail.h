@@ -11,8 +11,8 @@
 /* Record this thread's last error (printf-style) and return @p code. */
 int marin__err(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Clear on success; turn a pending allocation failure into MARIN_ENOMEM
- * (with a message when none was set); return the final code. */
+/* Clear the message on success; give MARIN_ENOMEM a message when none was
+ * set; forget absorbed allocation failures; return rc. */
 int marin__api_exit(int rc);
 /* Mark that an allocation failed on this thread (alloc.c calls it). */
 void marin__note_oom(void);

@@ -67,17 +67,25 @@ int marin__future_finish(marin_future_t *f, unsigned state, int status,
     f->status = status;
     f->error = err;
     atomic_store(&f->state, state);
-    /* Detach listeners: run lock-free ones now, the rest after unlocking, in
-     * registration order (the list is built newest first). */
-    marin__listener *later = NULL, *l = f->listeners;
+    /* Detach listeners in registration order (the list is built newest
+     * first); run lock-free ones now, the rest after unlocking. */
+    marin__listener *ordered = NULL, *l = f->listeners;
     f->listeners = NULL;
     while (l) {
+        marin__listener *next = l->next;
+        l->next = ordered;
+        ordered = l;
+        l = next;
+    }
+    marin__listener *later = NULL, **later_tail = &later;
+    for (l = ordered; l;) {
         marin__listener *next = l->next;
         if (l->under_lock) {
             l->fire(l, f);
         } else {
-            l->next = later;
-            later = l;
+            l->next = NULL;
+            *later_tail = l;
+            later_tail = &l->next;
         }
         l = next;
     }
@@ -349,10 +357,15 @@ static void done_fire(marin__listener *l, marin_future_t *f)
 {
     done_cb *c = (done_cb *)l;
     c->job.run = done_run;
-    /* The reactor outlives every completion of its runtime's tasks; should
-     * it be gone anyway, running here is better than losing the call. */
-    if (marin__reactor_post(f->rt, &c->job) != MARIN_OK)
-        done_run(&c->job);
+    /* Runs under f's lock: only queue it. Every task of a runtime finishes
+     * before its reactor stops, so the post cannot fail; were it to, the
+     * callback is dropped (its userdata freed) rather than run under a lock. */
+    if (marin__reactor_post(f->rt, &c->job) != MARIN_OK) {
+        if (c->free_userdata)
+            c->free_userdata(c->userdata);
+        marin__free(c);
+        atomic_fetch_sub(&f->refs, 1); /* f's finisher holds another */
+    }
 }
 
 int marin_future_on_done(marin_future_t *f, marin_done_fn fn, void *userdata,
@@ -368,6 +381,9 @@ int marin_future_on_done(marin_future_t *f, marin_done_fn fn, void *userdata,
     c->userdata = userdata;
     c->free_userdata = free_userdata;
     c->l.fire = done_fire;
+    /* Posted under the future's lock, so a callback registered while the
+     * future completes can never overtake the ones registered before. */
+    c->l.under_lock = 1;
     marin_future_retain(f);
     if (marin__future_listen(f, &c->l) == 0)
         return marin__api_exit(MARIN_OK);

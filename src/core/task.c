@@ -24,6 +24,12 @@ struct marin_task_ctx {
     char id[64];
 };
 
+/* What logs call a task: its label when it has one. */
+static const char *shown_name(const struct marin__task *t)
+{
+    return t->opts->label ? t->opts->label : t->name;
+}
+
 /* The task running on this thread, if any (thread state, not shared). */
 static _Thread_local marin_task_ctx_t *current_ctx;
 
@@ -177,8 +183,10 @@ static void dep_unlink(struct marin__dep_wait *w)
     pthread_mutex_unlock(&rt->deps_mu);
 }
 
-/* Every dependency finished: run the task, or fail it naming the culprit. */
-static void dep_launch(struct marin__dep_wait *w)
+/* Every dependency finished: run the task, or fail it naming the culprit.
+ * Returns the backend's submit error when @p sync (the caller unwinds the
+ * task and reports it); otherwise the future carries every outcome. */
+static int dep_launch(struct marin__dep_wait *w, int sync)
 {
     marin_future_t *f = w->f;
     marin_runtime_t *rt = w->rt;
@@ -188,7 +196,7 @@ static void dep_launch(struct marin__dep_wait *w)
     if (marin__state_done(atomic_load(&f->state))) { /* cancelled meanwhile */
         marin__task_cleanup(t);
         marin_future_release(f);
-        return;
+        return MARIN_OK;
     }
     for (size_t i = 0; i < t->ndeps; i++) {
         marin_future_t *d = t->deps[i];
@@ -205,17 +213,18 @@ static void dep_launch(struct marin__dep_wait *w)
                              code, NULL, 0, msg);
         marin__task_cleanup(t);
         marin_future_release(f);
-        return;
+        return MARIN_OK;
     }
     int rc = atomic_load(&rt->closing)
                  ? marin__err(MARIN_ECANCELED, "the runtime closed before task '%s' "
                               "could start", t->name)
                  : rt->backend->submit(rt->bstate, t);
-    if (rc != MARIN_OK) {
+    if (rc != MARIN_OK && !sync) {
         marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, marin__err_msg());
         marin__task_cleanup(t);
         marin_future_release(f);
     }
+    return rc;
 }
 
 static void dep_fire(marin__listener *l, marin_future_t *dep)
@@ -223,7 +232,7 @@ static void dep_fire(marin__listener *l, marin_future_t *dep)
     (void)dep;
     struct marin__dep_wait *w = ((struct dep_listener *)l)->w;
     if (atomic_fetch_sub(&w->f->task.deps_left, 1) == 1)
-        dep_launch(w);
+        dep_launch(w, 0);
 }
 
 int marin_submit_after(marin_runtime_t *rt, const char *task, const void *arg,
@@ -284,8 +293,15 @@ int marin_submit_after(marin_runtime_t *rt, const char *task, const void *arg,
         if (marin__future_listen(deps[i], &w->listeners[i].l) != 0)
             atomic_fetch_sub(&t->deps_left, 1);
     }
-    if (atomic_fetch_sub(&t->deps_left, 1) == 1)
-        dep_launch(w);
+    if (atomic_fetch_sub(&t->deps_left, 1) == 1 && (rc = dep_launch(w, 1)) != MARIN_OK) {
+        /* Every dependency had finished and the backend refused the task:
+         * report it here, as marin_submit would. */
+        *out = NULL;
+        marin__task_cleanup(t);
+        atomic_store(&f->refs, 1);
+        marin_future_release(f);
+        return marin__api_exit(rc);
+    }
     return marin__api_exit(MARIN_OK);
 }
 
@@ -434,7 +450,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
             !atomic_load(&t->cancel) && s == MARIN_FUTURE_RUNNING &&
             !atomic_load(&rt->closing)) {
             marin__log(rt, MARIN_LOG_WARN, "task '%s' (%s) failed on attempt %d (%s%s%s); "
-                       "retrying", t->name, marin_task_id(&ctx), t->attempt,
+                       "retrying", shown_name(t), marin_task_id(&ctx), t->attempt,
                        marin_strerror(rc), why == marin_strerror(rc) ? "" : ": ",
                        why == marin_strerror(rc) ? "" : why);
             expected = MARIN_FUTURE_RUNNING;
@@ -572,7 +588,7 @@ int marin_task_log(marin_task_ctx_t *ctx, int level, const char *message)
     if (level < MARIN_LOG_ERROR || level > MARIN_LOG_DEBUG)
         return marin__api_exit(marin__err(MARIN_EINVAL,
                                           "marin_task_log: level %d is outside 1..4", level));
-    marin__log(ctx->rt, level, "[task %s '%s'] %s", marin_task_id(ctx), ctx->t->name,
-               message);
+    marin__log(ctx->rt, level, "[task %s '%s'] %s", marin_task_id(ctx),
+               shown_name(ctx->t), message);
     return marin__api_exit(MARIN_OK);
 }

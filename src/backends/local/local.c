@@ -177,8 +177,7 @@ static void kick_locked(local_state *s)
         pthread_cond_signal(&s->work_cv);
         return;
     }
-    if (s->nidle > 0)
-        return; /* a woken worker will look */
+    /* every idle worker is already woken for earlier tasks: one more */
     if (s->nthreads - s->nblocked < s->max_active && spawn_locked(s) != MARIN_OK)
         marin__log(s->rt, MARIN_LOG_WARN, "local backend: cannot start another "
                    "worker thread; %zu are running", s->nthreads);
