@@ -109,12 +109,17 @@ typedef struct marin__exec_env {
     size_t ngpus;
 } marin__exec_env;
 
-/* Run one attempt of @p t's function on this thread and settle it: finish
- * the future, or hand the task back to the backend's submit for a retry.
- * The caller must hold no backend lock. Returns 1 when the task is settled
- * (the backend drops its reference), 0 when it was resubmitted. */
+/* Run one attempt of @p t's function on this thread. The caller must hold
+ * no backend lock. Returns 1 when the task is settled (its future finished:
+ * the backend drops its reference), 0 when it is to be retried: the backend
+ * first lets go of this run (nothing of it may still point at the task),
+ * then queues it again with its own submit, and calls
+ * marin__task_retry_refused() if that fails. */
 int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
                         const marin__exec_env *env);
+/* Fail a task whose retry could not be queued (rc, with the thread's last
+ * error as detail); the backend then drops its reference. */
+void marin__task_retry_refused(struct marin__task *t, int rc);
 /* Free what a settled task no longer needs (argument, dependencies).
  * Idempotent. */
 void marin__task_cleanup(struct marin__task *t);

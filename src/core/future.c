@@ -407,12 +407,12 @@ int marin_future_cancel(marin_future_t *f)
         return marin__api_exit(marin__err(
             MARIN_ESTATE, "marin_future_cancel: the task had already finished (%s)",
             marin_strerror(f->status)));
-    atomic_store(&f->task.cancel, 1);
     if (!marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0,
                               "cancelled by marin_future_cancel"))
         return marin__api_exit(marin__err(
             MARIN_ESTATE, "marin_future_cancel: the task had already finished (%s)",
             marin_strerror(f->status)));
+    atomic_store(&f->task.cancel, 1); /* after: the task cannot win with a result */
     marin__task_cancelled_notify(f->rt, &f->task);
     return marin__api_exit(MARIN_OK);
 }

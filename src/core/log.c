@@ -9,7 +9,7 @@
 
 int marin__log_level_from_env(const char *v)
 {
-    if (!v || !*v)
+    if (!v || !*v || !strcasecmp(v, "0") || !strcasecmp(v, "off") || !strcasecmp(v, "none"))
         return 0;
     if (!strcasecmp(v, "error")) return MARIN_LOG_ERROR;
     if (!strcasecmp(v, "warn") || !strcasecmp(v, "warning")) return MARIN_LOG_WARN;

@@ -343,13 +343,15 @@ static void timeout_fire(void *arg)
     marin_future_t *f = a->f;
     if (f->task.attempt != a->attempt)
         return;
-    atomic_store(&f->task.cancel, 1);
     char msg[512], id[64];
     marin__task_format_id(f->rt, &f->task, id, sizeof id);
     snprintf(msg, sizeof msg, "task '%s' (%s) ran past its timeout of %lld ms on attempt %d; "
              "it keeps its resources until its function returns",
              f->task.name, id, (long long)a->ms, a->attempt);
+    /* Finish first, then tell the task: one that returns as soon as it sees
+     * marin_task_cancelled() must not win with a result. */
     marin__future_finish(f, MARIN_FUTURE_FAILED, MARIN_ETASKTIMEOUT, NULL, 0, msg);
+    atomic_store(&f->task.cancel, 1);
 }
 
 static void timeout_dispose(void *arg)
@@ -372,7 +374,8 @@ static void attempts_text(const struct marin__task *t, int app, char *buf, size_
     else if (t->opts->max_retries < 0)
         snprintf(buf, cap, "attempt %d (retries unlimited)", t->attempt);
     else
-        snprintf(buf, cap, "attempt %d of %d", t->attempt, t->opts->max_retries + 1);
+        snprintf(buf, cap, "attempt %d of %lld", t->attempt,
+                 (long long)t->opts->max_retries + 1);
 }
 
 int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
@@ -453,12 +456,10 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
                        "retrying", shown_name(t), marin_task_id(&ctx), t->attempt,
                        marin_strerror(rc), why == marin_strerror(rc) ? "" : ": ",
                        why == marin_strerror(rc) ? "" : why);
+            /* The backend queues it again once it has let go of this run. */
             expected = MARIN_FUTURE_RUNNING;
             atomic_compare_exchange_strong(&f->state, &expected, MARIN_FUTURE_PENDING);
-            if (rt->backend->submit(rt->bstate, t) == MARIN_OK)
-                settled = 0;
-            else
-                marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, marin__err_msg());
+            settled = 0;
         } else {
             char msg[1024], at[128];
             attempts_text(t, app, at, sizeof at);
@@ -474,6 +475,16 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
     if (settled)
         marin__task_cleanup(t);
     return settled;
+}
+
+void marin__task_retry_refused(struct marin__task *t, int rc)
+{
+    marin_future_t *f = marin__task_future(t);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "task '%s' could not be queued for its retry after attempt "
+             "%d: %s", t->name, t->attempt, marin__err_msg());
+    marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
+    marin__task_cleanup(t);
 }
 
 /* ---- accessors ---- */

@@ -141,6 +141,7 @@ static shape *find_shape_locked(local_state *s, marin__topts *o)
 /* ---- threads ---- */
 
 static void *worker_main(void *arg);
+static int local_submit(void *state, struct marin__task *t);
 
 /* Join threads that have left; they hold no lock, so this is quick. */
 static void reap_locked(local_state *s)
@@ -286,9 +287,17 @@ static void *worker_main(void *arg)
             marin__exec_env env = {w.gpu_ids, w.ngpus};
             int settled = marin__task_execute(s->rt, t, &env);
             pthread_mutex_lock(&s->mu);
-            unlink_worker(s, &w); /* before the release: shutdown reads it */
+            unlink_worker(s, &w); /* before release or requeue: shutdown reads it */
             w.running = NULL;
             give_back_locked(s, sh, &w);
+            if (!settled) { /* a retry: queue it again, as a new submission */
+                pthread_mutex_unlock(&s->mu);
+                int rc = local_submit(s, t);
+                if (rc != MARIN_OK)
+                    marin__task_retry_refused(t, rc);
+                settled = rc != MARIN_OK;
+                pthread_mutex_lock(&s->mu);
+            }
             if (settled) /* only frees memory; takes no lock of ours */
                 marin_future_release(marin__task_future(t));
             continue;
