@@ -26,6 +26,7 @@ typedef struct shape {
     int64_t cpus;               /* the lendable part (fixed point) */
     size_t whole_gpus;          /* exclusive GPUs to assign */
     int64_t gpu_fraction;       /* plus this share (hundredths) of one GPU */
+    size_t max_running;         /* most of these the capacity can run at once */
     struct marin__task *head, *tail;
 } shape;
 
@@ -126,6 +127,11 @@ static shape *find_shape_locked(local_state *s, marin__topts *o)
             sh->demand[k] = o->res.e[i].amount;
     }
     sh->cpus = s->cpu_slot != SIZE_MAX ? sh->demand[s->cpu_slot] : 0;
+    sh->max_running = SIZE_MAX;
+    for (size_t i = 0; i < s->capacity.n; i++)
+        if (sh->demand[i] > 0 && (size_t)(s->capacity.e[i].amount / sh->demand[i]) <
+                                     sh->max_running)
+            sh->max_running = (size_t)(s->capacity.e[i].amount / sh->demand[i]);
     if (s->gpu_slot != SIZE_MAX) {
         int64_t g = sh->demand[s->gpu_slot];
         sh->whole_gpus = (size_t)(g / MARIN__RES_SCALE);
@@ -170,16 +176,20 @@ static int spawn_locked(local_state *s)
 }
 
 /* Make sure some thread will look at the queues: wake an idle one, or start
- * one while the active count is under the cap. */
-static void kick_locked(local_state *s)
+ * one, unless enough threads are active to run as many tasks of this shape
+ * as the capacity allows (more would only fight over the lock). */
+static void kick_locked(local_state *s, const shape *sh)
 {
     if (s->nidle > s->nwaking) {
         s->nwaking++;
         pthread_cond_signal(&s->work_cv);
         return;
     }
-    /* every idle worker is already woken for earlier tasks: one more */
-    if (s->nthreads - s->nblocked < s->max_active && spawn_locked(s) != MARIN_OK)
+    /* every idle worker is already woken for earlier tasks: one more? */
+    size_t active = s->nthreads - s->nblocked;
+    if (active >= s->max_active || active >= sh->max_running)
+        return;
+    if (spawn_locked(s) != MARIN_OK)
         marin__log(s->rt, MARIN_LOG_WARN, "local backend: cannot start another "
                    "worker thread; %zu are running", s->nthreads);
 }
@@ -190,6 +200,17 @@ static void take_gpu(local_state *s, worker *w, size_t g, int64_t share)
     w->gpu_index[w->ngpus] = g;
     w->gpu_share[w->ngpus] = share;
     w->gpu_ids[w->ngpus++] = s->gpu_ids[g];
+}
+
+/* Resources came free (a task blocked): kick for the oldest fitting shape. */
+static void kick_for_queued_locked(local_state *s)
+{
+    const shape *best = NULL;
+    for (const shape *sh = s->shapes; sh; sh = sh->next)
+        if (sh->head && (!best || sh->head->seq < best->head->seq) && fits(s, sh))
+            best = sh;
+    if (best)
+        kick_locked(s, best);
 }
 
 /* Take the oldest queued task whose shape fits, reserving its resources. */
@@ -390,7 +411,7 @@ static int local_submit(void *state, struct marin__task *t)
         sh->head = t;
     sh->tail = t;
     if (fits(s, sh))
-        kick_locked(s);
+        kick_locked(s, sh);
     pthread_mutex_unlock(&s->mu);
     return MARIN_OK;
 }
@@ -405,7 +426,7 @@ static void local_blocking(void *state, struct marin__task *t, int begin)
         s->nblocked++;
         if (s->cpu_slot != SIZE_MAX)
             s->free_amt[s->cpu_slot] += sh->cpus;
-        kick_locked(s);
+        kick_for_queued_locked(s);
     } else {
         s->nblocked--;
         /* Take them back at once, even past capacity (as Ray does): new
