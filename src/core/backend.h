@@ -84,6 +84,7 @@ struct marin_future {
     char *error;
     marin__listener *listeners;
     marin_runtime_t *rt;          /* holds a reference on rt's memory */
+    struct marin__future_slab *slab; /* the chunk it was carved from */
     struct marin__task task;
 };
 

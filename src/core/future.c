@@ -12,9 +12,76 @@
  * get spins before it sleeps: ~25 us, less than a futex sleep+wake costs. */
 #define SPIN_ROUNDS 1000
 
+/* ---- slabs: futures are carved from chunks of FUTURES_PER_SLAB ----
+ * One allocation per chunk instead of one per task: a submit+get of a no-op
+ * task spent more in malloc/free than in the rest of marin. A slab holds a
+ * reference for each live future plus one while it is the runtime's current
+ * slab; the last reference frees it, so futures still outlive the runtime. */
+#define FUTURES_PER_SLAB 64
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON_FUTURE(f) ASAN_POISON_MEMORY_REGION((f), sizeof *(f))
+#else
+#define POISON_FUTURE(f) ((void)(f))
+#endif
+
+struct marin__future_slab {
+    atomic_uint refs;
+    unsigned used; /* carved so far; guarded by rt->slab_lock while current */
+    marin_future_t futures[FUTURES_PER_SLAB];
+};
+
+static void slab_unref(struct marin__future_slab *slab)
+{
+    if (atomic_fetch_sub_explicit(&slab->refs, 1, memory_order_acq_rel) == 1)
+        marin__free(slab);
+}
+
+void marin__future_slab_retire(marin_runtime_t *rt)
+{
+    marin__lock(&rt->slab_lock);
+    struct marin__future_slab *slab = rt->slab;
+    rt->slab = NULL;
+    marin__unlock(&rt->slab_lock);
+    if (slab)
+        slab_unref(slab);
+}
+
+static marin_future_t *future_carve(marin_runtime_t *rt)
+{
+    marin__lock(&rt->slab_lock);
+    struct marin__future_slab *slab = rt->slab;
+    if (!slab || slab->used == FUTURES_PER_SLAB) {
+        struct marin__future_slab *fresh = marin__malloc(sizeof *fresh);
+        if (!fresh) {
+            marin__unlock(&rt->slab_lock);
+            return NULL;
+        }
+        atomic_init(&fresh->refs, 1); /* the runtime's, while current */
+        fresh->used = 0;
+        rt->slab = fresh;
+        marin__unlock(&rt->slab_lock);
+        if (slab)
+            slab_unref(slab); /* retire the full one */
+        marin__lock(&rt->slab_lock);
+        slab = rt->slab;
+        if (slab->used == FUTURES_PER_SLAB) { /* raced: try again */
+            marin__unlock(&rt->slab_lock);
+            return future_carve(rt);
+        }
+    }
+    marin_future_t *f = &slab->futures[slab->used++];
+    atomic_fetch_add_explicit(&slab->refs, 1, memory_order_relaxed);
+    marin__unlock(&rt->slab_lock);
+    memset(f, 0, sizeof *f);
+    f->slab = slab;
+    return f;
+}
+
 marin_future_t *marin__future_new(marin_runtime_t *rt)
 {
-    marin_future_t *f = marin__calloc(1, sizeof *f);
+    marin_future_t *f = future_carve(rt);
     if (!f)
         return NULL;
     atomic_init(&f->refs, 2); /* the caller's and the system side's */
@@ -34,7 +101,10 @@ static void future_destroy(marin_future_t *f)
     marin__free(f->result);
     marin__free(f->error);
     marin_runtime_t *rt = f->rt;
-    marin__free(f);
+    struct marin__future_slab *slab = f->slab;
+    /* Slots are never reused, so ASan can still catch a use after release. */
+    POISON_FUTURE(f);
+    slab_unref(slab);
     marin__runtime_release(rt);
 }
 
@@ -283,8 +353,8 @@ int marin_wait(marin_future_t *const *futs, size_t n, size_t num_returns,
     if (rc != MARIN_OK)
         return marin__api_exit(rc);
 
-    size_t done = 0;
-    for (size_t i = 0; i < n; i++)
+    size_t done = 0; /* stop counting at num_returns: wait-any stays O(1) */
+    for (size_t i = 0; i < n && done < num_returns; i++)
         done += marin__state_done(atomic_load_explicit(&futs[i]->state, memory_order_acquire));
     if (done >= num_returns || timeout_ms == 0) {
         *nready = collect_ready(futs, n, num_returns, ready_idx);

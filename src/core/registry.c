@@ -102,10 +102,19 @@ int marin_register_task(const char *name, marin_task_fn fn, void *userdata)
     return marin__api_exit(rc);
 }
 
+/* The entry this thread found last: a submit loop names one task again and
+ * again, and entries never move or go away, so a strcmp replaces the lock. */
+static _Thread_local const marin__task_entry *last_found;
+
 const marin__task_entry *marin__registry_find_task(const char *name)
 {
+    const marin__task_entry *c = last_found;
+    if (c && strcmp(c->name, name) == 0)
+        return c;
     pthread_rwlock_rdlock(&registry_lock);
     const marin__task_entry *e = find_locked(name);
     pthread_rwlock_unlock(&registry_lock);
+    if (e)
+        last_found = e;
     return e;
 }

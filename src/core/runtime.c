@@ -125,6 +125,7 @@ void marin_runtime_close(marin_runtime_t *rt)
     rt->bstate = NULL;
     marin__topts_release(rt->default_opts);
     rt->default_opts = NULL;
+    marin__future_slab_retire(rt);
     marin__runtime_release(rt);
 }
 

@@ -31,6 +31,10 @@ struct marin_runtime {
 
     struct marin__reactor *reactor;
 
+    /* where new futures are carved from (future.c) */
+    marin__lock_t slab_lock;
+    struct marin__future_slab *slab;
+
     /* tasks waiting for dependencies (not yet given to the backend) */
     pthread_mutex_t deps_mu;
     struct marin__dep_wait *deps_waiting;
@@ -62,6 +66,8 @@ void marin__timer_cancel(marin_runtime_t *rt, marin__timer *t);
 
 /* task.c: complete every dependency-waiting task with MARIN_ECANCELED. */
 void marin__cancel_dep_waiters(marin_runtime_t *rt);
+/* future.c: give up the current slab (at close; its futures live on). */
+void marin__future_slab_retire(marin_runtime_t *rt);
 /* future.c: allocate a pending future for rt with one reference for the
  * caller and one for the system side. */
 marin_future_t *marin__future_new(marin_runtime_t *rt);

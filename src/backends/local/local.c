@@ -65,7 +65,19 @@ typedef struct local_state {
     worker *workers;            /* threads running a task */
     thread_node *exited;        /* threads that left, to be joined */
     int stopping;
+    int signal_pending;         /* a wake-up to send once mu is released */
 } local_state;
+
+/* Release mu, then send the wake-up a kick decided on: signalled with the
+ * lock held, the woken thread would block on it at once. */
+static void unlock_and_signal(local_state *s)
+{
+    int sig = s->signal_pending;
+    s->signal_pending = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (sig)
+        pthread_cond_signal(&s->work_cv);
+}
 
 static const char *const known_params[] = {"resources", "max_threads", "idle_ms", NULL};
 
@@ -182,7 +194,7 @@ static void kick_locked(local_state *s, const shape *sh)
 {
     if (s->nidle > s->nwaking) {
         s->nwaking++;
-        pthread_cond_signal(&s->work_cv);
+        s->signal_pending = 1; /* sent by the caller after unlocking */
         return;
     }
     /* every idle worker is already woken for earlier tasks: one more? */
@@ -302,9 +314,9 @@ static void *worker_main(void *arg)
             link_worker(s, &w);
             if (s->nidle > s->nwaking && s->shapes && s->shapes->next) {
                 s->nwaking++; /* another shape may fit too */
-                pthread_cond_signal(&s->work_cv);
+                s->signal_pending = 1;
             }
-            pthread_mutex_unlock(&s->mu);
+            unlock_and_signal(s);
             marin__exec_env env = {w.gpu_ids, w.ngpus};
             int settled = marin__task_execute(s->rt, t, &env);
             pthread_mutex_lock(&s->mu);
@@ -412,7 +424,7 @@ static int local_submit(void *state, struct marin__task *t)
     sh->tail = t;
     if (fits(s, sh))
         kick_locked(s, sh);
-    pthread_mutex_unlock(&s->mu);
+    unlock_and_signal(s);
     return MARIN_OK;
 }
 
@@ -427,6 +439,8 @@ static void local_blocking(void *state, struct marin__task *t, int begin)
         if (s->cpu_slot != SIZE_MAX)
             s->free_amt[s->cpu_slot] += sh->cpus;
         kick_for_queued_locked(s);
+        unlock_and_signal(s);
+        return;
     } else {
         s->nblocked--;
         /* Take them back at once, even past capacity (as Ray does): new
