@@ -5,11 +5,12 @@
 #   make deps        install the Debian packages that are missing (root or sudo)
 #   make build       deps, configure build/ (once), ninja          (default)
 #   make test        build; Check suites in build/, then again in build-asan/
-#                    (ASan+UBSan); then $(EXTRA_TESTS)
+#                    (ASan+UBSan), the threaded suites in build-tsan/ (TSan);
+#                    then $(EXTRA_TESTS)
 #   make demo        build; run examples/demo_pipeline into $(DEMO_OUT)
 #   make demo-check  run the demo twice from one manifest, compare the bytes
 #   make bench       build; run build/bench/marin-bench local
-#   make clean       remove build/, build-asan/ and out/
+#   make clean       remove build/, build-asan/, build-tsan/ and out/
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -29,6 +30,11 @@ ASAN_SETUP_ARGS  := -Db_sanitize=address,undefined -Db_lundef=false
 MESON_TEST_ARGS  ?= --print-errorlogs --num-processes $(JOBS)
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+TSAN_BUILD ?= build-tsan
+TSAN_SETUP_ARGS := -Db_sanitize=thread -Db_lundef=false
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+# The suites where threads meet: futures, tasks, the local scheduler, the map.
+TSAN_SUITES := future task local map runtime
 
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libuv1-dev \
     libzstd-dev zstd check libsubunit-dev libhiredis-dev libjansson-dev \
@@ -46,7 +52,7 @@ EXTRA_TESTS  :=
 
 export PYTHON
 
-.PHONY: all deps build test test-c test-asan demo demo-check bench clean
+.PHONY: all deps build test test-c test-asan test-tsan demo demo-check bench clean
 
 all: build
 
@@ -102,11 +108,14 @@ $(BUILD)/build.ninja: | deps
 $(ASAN_BUILD)/build.ninja: | deps
 	$(call configure,$(ASAN_BUILD),$(MESON_SETUP_ARGS) $(ASAN_SETUP_ARGS))
 
+$(TSAN_BUILD)/build.ninja: | deps
+	$(call configure,$(TSAN_BUILD),$(MESON_SETUP_ARGS) $(TSAN_SETUP_ARGS))
+
 build: $(BUILD)/build.ninja
 	@echo "==> ninja -C $(BUILD)"
 	@ninja -C $(BUILD) -j $(JOBS)
 
-test: test-c test-asan $(EXTRA_TESTS)
+test: test-c test-asan test-tsan $(EXTRA_TESTS)
 	@echo "==> test: all stages passed"
 
 test-c: build
@@ -118,6 +127,12 @@ test-asan: $(ASAN_BUILD)/build.ninja
 	@ninja -C $(ASAN_BUILD) -j $(JOBS)
 	@echo "==> meson test -C $(ASAN_BUILD)  (ASan+UBSan)"
 	@$(ASAN_ENV) meson test -C $(ASAN_BUILD) $(MESON_TEST_ARGS)
+
+test-tsan: $(TSAN_BUILD)/build.ninja
+	@echo "==> ninja -C $(TSAN_BUILD)  (TSan)"
+	@ninja -C $(TSAN_BUILD) -j $(JOBS)
+	@echo "==> meson test -C $(TSAN_BUILD) $(TSAN_SUITES)  (TSan)"
+	@$(TSAN_ENV) meson test -C $(TSAN_BUILD) $(MESON_TEST_ARGS) $(TSAN_SUITES)
 
 # The demo writes its manifest on the first run and reuses it afterwards
 # (delete $(DEMO_OUT)/manifest.txt to rescan). zstd -t checks that the
@@ -144,4 +159,4 @@ bench: build
 	@$(BUILD)/bench/marin-bench local
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) out
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) out
