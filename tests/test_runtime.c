@@ -114,6 +114,16 @@ static int spin_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *u
     return 0;
 }
 
+/* Tries to close its own runtime: must be refused, not deadlock. */
+static int self_close_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *ud)
+{
+    (void)arg;
+    (void)len;
+    (void)ud;
+    marin_runtime_close(marin_task_runtime(ctx));
+    return marin_task_return(ctx, "alive", 5);
+}
+
 static void register_tasks(void)
 {
     static const struct {
@@ -123,7 +133,7 @@ static void register_tasks(void)
         {"rt_noop", noop_task},       {"rt_gate", gate_task},
         {"rt_logging", logging_task}, {"rt_flaky", flaky_task},
         {"rt_always_fail", always_fail_task}, {"rt_spin", spin_task},
-        {"rt_flaky_big", flaky_big_task},
+        {"rt_flaky_big", flaky_big_task}, {"rt_self_close", self_close_task},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (marin_register_task(t[i].name, t[i].fn, NULL) != MARIN_OK) {
@@ -490,6 +500,28 @@ END_TEST
 
 /* ---- logging ---- */
 
+START_TEST(test_runtime_close_from_own_task_refused)
+{
+    marin_runtime_t *rt = NULL;
+    ck_assert_marin(marin_runtime_open("local://?resources=cpus=2", &rt), MARIN_OK);
+    log_sink s;
+    sink_init(&s);
+    ck_assert_marin(marin_runtime_set_logger(rt, sink_fn, MARIN_LOG_ERROR, &s), MARIN_OK);
+    marin_future_t *f = NULL;
+    ck_assert_marin(marin_submit(rt, "rt_self_close", NULL, 0, NULL, &f), MARIN_OK);
+    const void *data = NULL;
+    size_t len = 0;
+    ck_assert_marin(marin_future_get(f, 5000, &data, &len), MARIN_OK);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_int_eq(memcmp(data, "alive", 5), 0);
+    marin_future_release(f);
+    ck_assert_int_eq(sink_count(&s, "called from a task or callback", MARIN_LOG_ERROR), 1);
+    /* the runtime still works, and closes normally from here */
+    ck_assert_marin(run_task(rt, "rt_noop"), MARIN_OK);
+    marin_runtime_close(rt);
+}
+END_TEST
+
 START_TEST(test_runtime_logger_receives_levels)
 {
     marin_runtime_t *rt = NULL;
@@ -746,6 +778,7 @@ static Suite *runtime_suite(void)
     tcase_add_test(tc, test_runtime_close_cancels_pending_futures_stay_readable);
     tcase_add_test(tc, test_runtime_close_running_task_cancelled);
     tcase_add_test(tc, test_runtime_close_right_after_retry);
+    tcase_add_test(tc, test_runtime_close_from_own_task_refused);
     tcase_add_test(tc, test_runtime_logger_receives_levels);
     tcase_add_test(tc, test_runtime_logger_retry_warning);
     tcase_add_test(tc, test_runtime_logger_bad_args);

@@ -25,7 +25,9 @@ MARIN_API int marin_runtime_open(const char *uri, marin_runtime_t **out);
  *  MARIN_ECANCELED, running ones are asked to stop and see
  *  marin_task_cancelled()), wait for running task functions to return and
  *  for running callbacks, then free the runtime. Futures stay readable until
- *  their last release. NULL is accepted. */
+ *  their last release. NULL is accepted. Called from a task or callback of
+ *  @p rt itself, it would wait for its own thread: it logs an error and
+ *  leaves the runtime open instead. */
 MARIN_API void marin_runtime_close(marin_runtime_t *rt);
 
 /** Name of the backend: "local", "redis", "k8s". NULL for a NULL @p rt. */

@@ -40,7 +40,8 @@ MARIN_API int marin_register_task(const char *name, marin_task_fn fn,
 MARIN_API int marin_task_return(marin_task_ctx_t *ctx, const void *data,
                                 size_t len);
 /** Record an application error with @p message (copied) and return
- *  MARIN_ETASK, for `return marin_task_fail(ctx, "...")`. */
+ *  MARIN_ETASK, for `return marin_task_fail(ctx, "...")` (MARIN_EINVAL for a
+ *  NULL ctx). */
 MARIN_API int marin_task_fail(marin_task_ctx_t *ctx, const char *message);
 /** Result of dependency @p i (see marin_submit_after), valid until the task
  *  function returns. @return MARIN_OK, MARIN_EINVAL (NULL, i out of range). */

@@ -116,6 +116,14 @@ void marin_runtime_close(marin_runtime_t *rt)
 {
     if (!rt)
         return;
+    /* Closing waits for the runtime's own threads: from one of them it would
+     * wait for itself forever. Refuse, loudly, rather than hang. */
+    if (marin__current_task_runtime() == rt || marin__reactor_on_thread(rt)) {
+        marin__log(rt, MARIN_LOG_ERROR, "marin_runtime_close: called from a task or "
+                   "callback of the same runtime; it must be closed from another "
+                   "thread (the runtime stays open)");
+        return;
+    }
     atomic_store(&rt->closing, 1);
     rt->backend->shutdown(rt->bstate);
     marin__cancel_dep_waiters(rt);

@@ -51,6 +51,11 @@ void marin__task_cleanup(struct marin__task *t)
     t->ndeps = 0;
 }
 
+marin_runtime_t *marin__current_task_runtime(void)
+{
+    return current_ctx ? current_ctx->rt : NULL;
+}
+
 void marin__block_begin(void)
 {
     marin_task_ctx_t *c = current_ctx;
@@ -220,7 +225,9 @@ static int dep_launch(struct marin__dep_wait *w, int sync)
                               "could start", t->name)
                  : rt->backend->submit(rt->bstate, t);
     if (rc != MARIN_OK && !sync) {
-        marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, marin__err_msg());
+        marin__future_finish(f, rc == MARIN_ECANCELED ? MARIN_FUTURE_CANCELLED
+                                                      : MARIN_FUTURE_FAILED,
+                             rc, NULL, 0, marin__err_msg());
         marin__task_cleanup(t);
         marin_future_release(f);
     }

@@ -8,6 +8,8 @@
  * resources back to its backend. No-ops outside tasks. */
 void marin__block_begin(void);
 void marin__block_end(void);
+/* The runtime of the task running on this thread, or NULL. */
+marin_runtime_t *marin__current_task_runtime(void);
 /* marin_future_cancel finished the future: tell the backend. */
 void marin__task_cancelled_notify(marin_runtime_t *rt, struct marin__task *t);
 

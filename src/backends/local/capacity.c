@@ -5,11 +5,13 @@
  * missing, not a regular file, too long, holds a NUL byte or does not parse
  * is skipped, so detection falls back to the next source instead of failing.
  * Nothing here allocates. */
+#define _GNU_SOURCE 1
 #include "capacity.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +29,16 @@
 #define SELF_CG_CAP 16384  /* /proc/self/cgroup: one line per hierarchy */
 
 #define NO_LIMIT INT64_MAX
+
+/* CPUs this process may run on: the affinity mask (taskset, cpuset
+ * cgroups, --cpuset-cpus), else the online count. */
+static long usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
 /* Memory limits at or above this mean "none": cgroup v1 reports an unset
  * limit as PAGE_COUNTER_MAX pages (9223372036854771712 with 4 KiB pages). */
 #define MEM_NONE_AT ((int64_t)1 << 62)
@@ -542,8 +554,7 @@ int marin__detect_capacity(const marin__capacity_sources *src,
     struct cg_paths cg;
     read_self_cgroup(proc_root, &cg);
 
-    long online = src->online_cpus > 0 ? src->online_cpus
-                                       : sysconf(_SC_NPROCESSORS_ONLN);
+    long online = src->online_cpus > 0 ? src->online_cpus : usable_cpus();
     if (online < 1)
         online = 1;
     if (online > CPUS_CAP)
