@@ -107,15 +107,6 @@ START_TEST(test_error_last_error_what_where_why)
 }
 END_TEST
 
-static int noop_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *ud)
-{
-    (void)ctx;
-    (void)arg;
-    (void)len;
-    (void)ud;
-    return 0;
-}
-
 START_TEST(test_error_last_error_cleared_on_success)
 {
     marin_resources_t *r = NULL;

@@ -22,31 +22,6 @@ static atomic_int g_finished;    /* gated tasks returned */
 static atomic_int g_saw_cancel;  /* a gated task saw marin_task_cancelled */
 static atomic_int g_counted;     /* f_count runs */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Poll until *v >= want or timeout_ms passes; returns 1 when reached. */
-static int wait_for(atomic_int *v, int want, int64_t timeout_ms)
-{
-    int64_t end = now_ms() + timeout_ms;
-    while (atomic_load(v) < want) {
-        if (now_ms() > end)
-            return 0;
-        sleep_ms(1);
-    }
-    return 1;
-}
-
 /* ---- tasks ---- */
 
 /* Result: the argument bytes. */

@@ -33,38 +33,6 @@ static atomic_int g_gpu_bad_id;
 static atomic_int g_attempts;
 static atomic_int g_done_calls;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int wait_for(atomic_int *v, int want, int64_t timeout_ms)
-{
-    int64_t end = now_ms() + timeout_ms;
-    while (atomic_load(v) < want) {
-        if (now_ms() > end)
-            return 0;
-        sleep_ms(1);
-    }
-    return 1;
-}
-
-static int arg_int(const void *arg, size_t len)
-{
-    int v = 0;
-    if (arg && len == sizeof v)
-        memcpy(&v, arg, sizeof v);
-    return v;
-}
-
 static void track_enter(void)
 {
     int now = atomic_fetch_add(&g_cur, 1) + 1;

@@ -26,12 +26,6 @@ static atomic_int g_started;      /* task functions entered */
 static int64_t g_fail_at = -1;    /* map_fail: index that fails */
 static int64_t g_fail_mod = 0;    /* map_fail: fail when i % mod == mod-1 */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static double now_s(void)
 {
     struct timespec ts;

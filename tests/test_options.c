@@ -15,12 +15,6 @@
 
 static atomic_int gate_open;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static int gate_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *ud)
 {
     (void)arg;

@@ -1,6 +1,7 @@
 #include "testutil.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 int marin_test_run(Suite *s)
 {
@@ -9,4 +10,45 @@ int marin_test_run(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int wait_for(atomic_int *v, int want, int64_t timeout_ms)
+{
+    int64_t end = now_ms() + timeout_ms;
+    while (atomic_load(v) < want) {
+        if (now_ms() > end)
+            return 0;
+        sleep_ms(1);
+    }
+    return 1;
+}
+
+int arg_int(const void *arg, size_t len)
+{
+    int v = 0;
+    if (arg && len == sizeof v)
+        memcpy(&v, arg, sizeof v);
+    return v;
+}
+
+int noop_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *ud)
+{
+    (void)ctx;
+    (void)arg;
+    (void)len;
+    (void)ud;
+    return 0;
 }

@@ -3,9 +3,21 @@
 #define MARIN_TESTUTIL_H
 
 #include <check.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "marin/marin.h"
+
+/* Sleep, and the monotonic clock in ms. */
+void sleep_ms(long ms);
+int64_t now_ms(void);
+/* Poll until *v >= want or timeout_ms passes; 1 when reached. */
+int wait_for(atomic_int *v, int want, int64_t timeout_ms);
+/* The int a test passed as a task argument (0 when absent). */
+int arg_int(const void *arg, size_t len);
+/* A task that does nothing. */
+int noop_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *ud);
 
 /* Run a suite in fork mode; returns the process exit code. */
 int marin_test_run(Suite *s);
