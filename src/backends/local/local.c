@@ -8,6 +8,7 @@
 #define _GNU_SOURCE 1
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,7 @@ static void *worker_main(void *arg)
     local_state *s = self->s;
     worker w;
     memset(&w, 0, sizeof w);
+    int yielded = 0;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         shape *sh = NULL;
@@ -337,6 +339,17 @@ static void *worker_main(void *arg)
         }
         if (s->stopping)
             break;
+        if (!yielded) {
+            /* Before sleeping, let a submitter on this CPU run once: a burst of
+             * small tasks then finds this worker awake instead of paying a
+             * wake-up per task. */
+            yielded = 1;
+            pthread_mutex_unlock(&s->mu);
+            sched_yield();
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        yielded = 0;
         s->nidle++;
         int timed_out = 0;
         if (s->idle_ms > 0) {
