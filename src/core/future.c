@@ -1,5 +1,6 @@
 /* Futures: a state word to sleep on, a small lock for listeners, and the
  * task inside. See future.h for the contract. */
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 /* Rounds of `pause` (about 25 ns each on the 2-core EPYC CI machine) a
  * get spins before it sleeps: ~25 us, less than a futex sleep+wake costs. */
 #define SPIN_ROUNDS 1000
+#define YIELD_EVERY 100
 
 /* ---- slabs: futures are carved from chunks of FUTURES_PER_SLAB ----
  * One allocation per chunk instead of one per task: a submit+get of a no-op
@@ -236,9 +238,14 @@ int marin_future_get(marin_future_t *f, int64_t timeout_ms, const void **data,
     unsigned s = atomic_load_explicit(&f->state, memory_order_acquire);
     /* A short spin first: a task about to finish is cheaper to watch than to
      * sleep for, which would also make its worker pay for a wake-up. */
-    for (int spin = 0; spin < SPIN_ROUNDS && !marin__state_done(s) && timeout_ms != 0;
+    for (int spin = 1; spin <= SPIN_ROUNDS && !marin__state_done(s) && timeout_ms != 0;
          spin++) {
-        marin__cpu_relax();
+        /* The worker running it may have been woken on this very CPU: give
+         * it the CPU now and then rather than spin it out. */
+        if (spin % YIELD_EVERY == 0)
+            sched_yield();
+        else
+            marin__cpu_relax();
         s = atomic_load_explicit(&f->state, memory_order_acquire);
     }
     if (!marin__state_done(s) && timeout_ms != 0) {
