@@ -275,7 +275,6 @@ static void give_back_locked(local_state *s, const shape *sh, worker *w)
 {
     for (size_t i = 0; i < s->capacity.n; i++)
         s->free_amt[i] += sh->demand[i];
-    (void)sh;
     for (size_t k = 0; k < w->ngpus; k++)
         s->gpu_used[w->gpu_index[k]] -= w->gpu_share[k];
     w->ngpus = 0;
@@ -312,6 +311,7 @@ static void *worker_main(void *arg)
         shape *sh = NULL;
         struct marin__task *t = pick_locked(s, &w, &sh);
         if (t) {
+            yielded = 0;
             w.running = t;
             link_worker(s, &w);
             if (s->nidle > s->nwaking && s->shapes && s->shapes->next) {
