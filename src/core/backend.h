@@ -65,7 +65,7 @@ struct marin__task {
     marin_future_t **deps;        /* retained; NULL when ndeps == 0 */
     size_t ndeps;
     atomic_size_t deps_left;
-    int attempt;                  /* attempts started */
+    atomic_int attempt;           /* attempts started (the timeout timer reads it) */
     atomic_int cancel;            /* cooperative stop asked */
     /* backend private */
     struct marin__task *next;     /* queue link */
