@@ -27,7 +27,8 @@ typedef struct marin_task_ctx marin_task_ctx_t;
 typedef struct marin_task_options marin_task_options_t;
 typedef struct marin_map_options marin_map_options_t;
 
-/** Longest name (task, resource, label, env key) accepted, in bytes. */
+/** Longest task name, label or env key accepted, in bytes. (Resource names
+ *  are shorter: 63 bytes, see resources.h.) */
 #define MARIN_NAME_MAX 255
 
 #ifdef __cplusplus

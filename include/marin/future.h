@@ -39,7 +39,8 @@ MARIN_API int marin_future_get(marin_future_t *f, int64_t timeout_ms,
 MARIN_API int marin_future_state(const marin_future_t *f);
 
 /** The failure of a finished future ("" when it succeeded or is still
- *  running), remote detail included; valid until the last release. */
+ *  running), remote detail included; valid until the last release. For a
+ *  NULL @p f, a static sentence saying so. */
 MARIN_API const char *marin_future_error(const marin_future_t *f);
 
 /** Write the task id into @p buf, snprintf-style. @return the length needed,

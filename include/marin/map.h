@@ -24,6 +24,9 @@ typedef int (*marin_result_fn)(size_t index, int status, const void *data,
 typedef void (*marin_progress_fn)(size_t done, size_t submitted, size_t failed,
                                   void *userdata);
 
+/** Make map options with the defaults. @return MARIN_OK, MARIN_EINVAL (NULL
+ *  out), MARIN_ENOMEM; *out is NULL on failure. The setters below return
+ *  MARIN_EINVAL for a NULL @p o. */
 MARIN_API int marin_map_options_create(marin_map_options_t **out);
 /** Most tasks submitted and not yet delivered (default 1000).
  *  @return MARIN_OK; MARIN_EINVAL for NULL or 0. */
@@ -32,7 +35,8 @@ MARIN_API int marin_map_options_set_max_in_flight(marin_map_options_t *o,
 /** Deliver every index even after failures (default off). */
 MARIN_API int marin_map_options_set_continue_on_error(marin_map_options_t *o,
                                                       int on);
-/** Options of every task (copied; NULL: defaults). */
+/** Options of every task (copied; NULL: defaults). @return MARIN_OK,
+ *  MARIN_EINVAL, MARIN_ENOMEM. */
 MARIN_API int marin_map_options_set_task_options(marin_map_options_t *o,
                                                  const marin_task_options_t *t);
 /** Call @p fn on the calling thread after each delivery (NULL: none). */
@@ -57,7 +61,8 @@ MARIN_API void marin_map_options_destroy(marin_map_options_t *o);
  *  nonzero return from on_result (or < 0 from next) aborts the same way and
  *  is returned.
  *  @return MARIN_OK, the first failure's code, the abort code, MARIN_EINVAL
- *  (NULL rt/task/next/on_result), or a submit error. */
+ *  (NULL rt/task/next/on_result), or a submit error. The task name is
+ *  checked by the first submit: with an empty input nothing is checked. */
 MARIN_API int marin_map_ordered(marin_runtime_t *rt, const char *task,
                                 marin_next_fn next, marin_result_fn on_result,
                                 const marin_map_options_t *opts,

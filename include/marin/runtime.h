@@ -13,8 +13,8 @@ extern "C" {
 #endif
 
 /** Open a runtime on the backend named by @p uri ("local",
- *  "local://?resources=cpus=8,memory=16GiB,gpus=2,TPU=4"). NULL: the value of
- *  MARIN_BACKEND, else "local". Environment read here: MARIN_BACKEND,
+ *  "local://?resources=cpus=8,memory=16GiB,gpus=2,TPU=4"). NULL or "": the
+ *  value of MARIN_BACKEND, else "local". Environment read here: MARIN_BACKEND,
  *  MARIN_LOG, MARIN_PROGRESS.
  *  @return MARIN_OK; MARIN_ENOBACKEND for an unknown scheme (the message names
  *  the built-in backends); MARIN_EINVAL for a malformed URI or parameter;
@@ -53,7 +53,8 @@ typedef void (*marin_log_fn)(int level, const char *msg, void *userdata);
 
 /** Send @p rt's log lines at @p level or more severe to @p fn (NULL: back to
  *  the default, which writes to stderr only what MARIN_LOG asks for:
- *  error, warn, info or debug). @return MARIN_OK, MARIN_EINVAL. */
+ *  error, warn, info or debug; 0/off/none: nothing). @p level 0 sends
+ *  nothing. @return MARIN_OK, MARIN_EINVAL (NULL rt, level outside 0..4). */
 MARIN_API int marin_runtime_set_logger(marin_runtime_t *rt, marin_log_fn fn,
                                        int level, void *userdata);
 

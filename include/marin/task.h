@@ -49,7 +49,8 @@ MARIN_API int marin_task_dep(marin_task_ctx_t *ctx, size_t i,
                              const void **data, size_t *len);
 /** Number of dependencies; 0 for a NULL ctx. */
 MARIN_API size_t marin_task_ndeps(const marin_task_ctx_t *ctx);
-/** The runtime running this task: submit nested work, call actors. */
+/** The runtime running this task: submit nested work, call actors (NULL for
+ *  a NULL ctx). */
 MARIN_API marin_runtime_t *marin_task_runtime(marin_task_ctx_t *ctx);
 /** 1 for the first run, 2 for the first retry, ... (0 for NULL). */
 MARIN_API int marin_task_attempt(const marin_task_ctx_t *ctx);
@@ -67,7 +68,7 @@ MARIN_API const char *marin_task_env(const marin_task_ctx_t *ctx,
 MARIN_API int marin_task_gpu_ids(const marin_task_ctx_t *ctx, int *ids,
                                  size_t cap, size_t *n);
 /** Nonzero once the task was cancelled, timed out or its runtime is
- *  closing: a long task should check it and return. */
+ *  closing: a long task should check it and return (0 for a NULL ctx). */
 MARIN_API int marin_task_cancelled(const marin_task_ctx_t *ctx);
 /** Log a line from inside a task through the runtime's logger, tagged with
  *  the task id. @return MARIN_OK, MARIN_EINVAL. */
@@ -76,6 +77,10 @@ MARIN_API int marin_task_log(marin_task_ctx_t *ctx, int level,
 
 /* ---- task options: made once, reused for many submissions ---- */
 
+/** Make an options object with the defaults (cpus=1, 3 retries, no timeout).
+ *  @return MARIN_OK, MARIN_EINVAL (NULL out), MARIN_ENOMEM; *out is NULL on
+ *  failure. Every setter below also returns MARIN_ENOMEM when it cannot copy
+ *  the options (they are copy-on-write). */
 MARIN_API int marin_task_options_create(marin_task_options_t **out);
 /** Resources the task needs (default cpus=1); copied.
  *  @return MARIN_OK, MARIN_EINVAL, MARIN_ENOMEM. */
@@ -85,7 +90,8 @@ MARIN_API int marin_task_options_set_resources(marin_task_options_t *o,
  *  @return MARIN_OK, MARIN_EINVAL (NULL, n < -1). */
 MARIN_API int marin_task_options_set_max_retries(marin_task_options_t *o,
                                                  int n);
-/** Also retry application errors (MARIN_ETASK), within max_retries. */
+/** Also retry application errors (MARIN_ETASK), within max_retries.
+ *  @return MARIN_OK, MARIN_EINVAL (NULL), MARIN_ENOMEM. */
 MARIN_API int marin_task_options_set_retry_exceptions(marin_task_options_t *o,
                                                       int on);
 /** Fail the task with MARIN_ETASKTIMEOUT @p ms after an attempt starts

@@ -60,8 +60,8 @@ int marin_runtime_set_logger(marin_runtime_t *rt, marin_log_fn fn, int level,
     if (level < 0 || level > MARIN_LOG_DEBUG)
         return marin__api_exit(marin__err(
             MARIN_EINVAL,
-            "marin_runtime_set_logger: level %d is outside 0..%d "
-            "(MARIN_LOG_ERROR..MARIN_LOG_DEBUG)", level, MARIN_LOG_DEBUG));
+            "marin_runtime_set_logger: level %d is outside 0..%d (0: nothing, "
+            "MARIN_LOG_ERROR=1 .. MARIN_LOG_DEBUG=4)", level, MARIN_LOG_DEBUG));
     pthread_mutex_lock(&rt->log_mu);
     rt->log_fn = fn;
     rt->log_userdata = userdata;
