@@ -548,21 +548,27 @@ static void local_fini(void *state)
 }
 
 /* A resource given as 0 in the URI ("gpus=0") removes the detected amount;
- * parsing keeps no zero entries, so find the names in the spec itself. */
+ * parsing keeps no zero entries, so find the names in the spec itself, with
+ * the parser's idea of blanks, and only names the parser accepted. */
 static int drop_zeroed(local_state *s, const char *spec, const marin_resources_t *over)
 {
+    static const char blanks[] = " \t\n\r\v\f";
     for (const char *p = spec; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *name = p;
-        while (*p && *p != '=' && *p != ',' && *p != ' ')
-            p++;
+        const char *end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        const char *name = p, *name_end = eq ? eq : end;
+        while (name < name_end && strchr(blanks, *name))
+            name++;
+        while (name_end > name && strchr(blanks, name_end[-1]))
+            name_end--;
         char buf[MARIN__RES_NAME_MAX + 1];
-        size_t n = (size_t)(p - name);
-        if (n > 0 && n <= MARIN__RES_NAME_MAX) {
+        size_t n = (size_t)(name_end - name);
+        if (eq && n > 0 && n <= MARIN__RES_NAME_MAX) {
             memcpy(buf, name, n);
             buf[n] = '\0';
-            if (marin__res_amount(over, buf) == 0) {
+            if (marin__res_name_ok(buf) && marin__res_amount(over, buf) == 0) {
                 int rc = marin__res_set_fixed(&s->capacity, buf, 0);
                 if (rc != MARIN_OK)
                     return rc;
@@ -570,8 +576,7 @@ static int drop_zeroed(local_state *s, const char *spec, const marin_resources_t
                     s->ngpu_ids = 0;
             }
         }
-        while (*p && *p != ',')
-            p++;
+        p = *end ? end + 1 : end;
     }
     return MARIN_OK;
 }
