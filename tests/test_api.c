@@ -265,14 +265,6 @@ static int api_on_close(marin_task_ctx_t *ctx, const void *arg, size_t len,
 
 /* ---- helpers ---- */
 
-static marin_runtime_t *open_rt(const char *uri)
-{
-    marin_runtime_t *rt = NULL;
-    ck_assert_marin(marin_runtime_open(uri, &rt), MARIN_OK);
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
 static marin_future_t *submit(marin_runtime_t *rt, const char *task,
                               const void *arg, size_t len,
                               const marin_task_options_t *o)
@@ -281,17 +273,6 @@ static marin_future_t *submit(marin_runtime_t *rt, const char *task,
     ck_assert_marin(marin_submit(rt, task, arg, len, o, &f), MARIN_OK);
     ck_assert_ptr_nonnull(f);
     return f;
-}
-
-static marin_task_options_t *opts_with(const char *spec)
-{
-    marin_resources_t *r = NULL;
-    ck_assert_marin(marin_resources_parse(spec, &r), MARIN_OK);
-    marin_task_options_t *o = NULL;
-    ck_assert_marin(marin_task_options_create(&o), MARIN_OK);
-    ck_assert_marin(marin_task_options_set_resources(o, r), MARIN_OK);
-    marin_resources_destroy(r);
-    return o;
 }
 
 /* A running gated task (waits until it has started). */
@@ -897,7 +878,7 @@ START_TEST(test_api_resource_typos)
     static const char *const misspelt[] = {"memroy=1GiB", "cpu=1", "gpu=1",
                                            "CPUS=1"};
     for (size_t i = 0; i < sizeof misspelt / sizeof misspelt[0]; i++) {
-        marin_task_options_t *o = opts_with(misspelt[i]);
+        marin_task_options_t *o = opts_with_resources(misspelt[i]);
         char name[16];
         snprintf(name, sizeof name, "%.*s", (int)strcspn(misspelt[i], "="),
                  misspelt[i]);
@@ -1062,7 +1043,7 @@ END_TEST
 START_TEST(test_api_submit_infeasible)
 {
     marin_runtime_t *rt = open_rt(RT);
-    marin_task_options_t *o = opts_with("cpus=3");
+    marin_task_options_t *o = opts_with_resources("cpus=3");
     marin_future_t *f = SENTINEL;
     EXPECT_ERR(marin_submit(rt, "api_echo", NULL, 0, o, &f), MARIN_EINFEASIBLE,
                "cpus=3"); /* the request */
@@ -1212,7 +1193,7 @@ END_TEST
 START_TEST(test_api_gpu_ids_toobig)
 {
     marin_runtime_t *rt = open_rt("local://?resources=cpus=2,gpus=1");
-    marin_task_options_t *o = opts_with("cpus=1,gpus=1");
+    marin_task_options_t *o = opts_with_resources("cpus=1,gpus=1");
     marin_future_t *f = submit(rt, "api_gpu_probe", NULL, 0, o);
     ck_assert_marin(marin_future_get(f, 2000, NULL, NULL), MARIN_OK);
     CHECK_REC(0, MARIN_ETOOBIG, "marin_task_gpu_ids");

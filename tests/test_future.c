@@ -94,14 +94,6 @@ static int f_sleep(marin_task_ctx_t *ctx, const void *arg, size_t len,
     return marin_task_return(ctx, "slept", 5);
 }
 
-static marin_runtime_t *open_rt(const char *uri)
-{
-    marin_runtime_t *rt = NULL;
-    ck_assert_marin(marin_runtime_open(uri, &rt), MARIN_OK);
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
 static marin_future_t *submit(marin_runtime_t *rt, const char *task,
                               const void *arg, size_t len)
 {

@@ -210,25 +210,6 @@ static void count_done(marin_future_t *f, int status, void *ud)
 
 /* ---- helpers ---- */
 
-static marin_runtime_t *open_rt(const char *uri)
-{
-    marin_runtime_t *rt = NULL;
-    ck_assert_marin(marin_runtime_open(uri, &rt), MARIN_OK);
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
-static marin_task_options_t *opts_for(const char *spec)
-{
-    marin_resources_t *r = NULL;
-    ck_assert_marin(marin_resources_parse(spec, &r), MARIN_OK);
-    marin_task_options_t *o = NULL;
-    ck_assert_marin(marin_task_options_create(&o), MARIN_OK);
-    ck_assert_marin(marin_task_options_set_resources(o, r), MARIN_OK);
-    marin_resources_destroy(r);
-    return o;
-}
-
 /* Submit n l_track tasks needing @p spec, each staying up to @p ms;
  * return the most that ran at once. */
 static int run_tracked(marin_runtime_t *rt, const char *spec, int n, int ms,
@@ -237,7 +218,7 @@ static int run_tracked(marin_runtime_t *rt, const char *spec, int n, int ms,
     atomic_store(&g_cur, 0);
     atomic_store(&g_max, 0);
     atomic_store(&g_target, target);
-    marin_task_options_t *o = opts_for(spec);
+    marin_task_options_t *o = opts_with_resources(spec);
     marin_future_t *fs[16];
     ck_assert_int_le(n, 16);
     for (int i = 0; i < n; i++)
@@ -326,7 +307,7 @@ START_TEST(test_local_infeasible)
 {
     marin_runtime_t *rt = open_rt(CAP_MIXED);
     marin_future_t *f = (marin_future_t *)1;
-    marin_task_options_t *o = opts_for("TPU=8");
+    marin_task_options_t *o = opts_with_resources("TPU=8");
     ck_assert_marin(marin_submit(rt, "l_track", NULL, 0, o, &f),
                     MARIN_EINFEASIBLE);
     ck_assert_ptr_null(f);
@@ -343,7 +324,7 @@ START_TEST(test_local_infeasible)
     ck_assert_lasterr_has("TPU");
     marin_task_options_destroy(o);
 
-    o = opts_for("cpus=3");
+    o = opts_with_resources("cpus=3");
     ck_assert_marin(marin_submit(rt, "l_track", NULL, 0, o, &f),
                     MARIN_EINFEASIBLE);
     ck_assert_lasterr_has("cpus");
@@ -351,7 +332,7 @@ START_TEST(test_local_infeasible)
     ck_assert_lasterr_has("2");
     marin_task_options_destroy(o);
 
-    o = opts_for("memory=2GiB");
+    o = opts_with_resources("memory=2GiB");
     ck_assert_marin(marin_submit(rt, "l_track", NULL, 0, o, &f),
                     MARIN_EINFEASIBLE);
     ck_assert_lasterr_has("memory");
@@ -360,7 +341,7 @@ START_TEST(test_local_infeasible)
     marin_task_options_destroy(o);
 
     /* a resource the capacity lacks */
-    o = opts_for("cpus=1,FPGA=1");
+    o = opts_with_resources("cpus=1,FPGA=1");
     ck_assert_marin(marin_submit(rt, "l_track", NULL, 0, o, &f),
                     MARIN_EINFEASIBLE);
     ck_assert_lasterr_has("FPGA");
@@ -368,7 +349,7 @@ START_TEST(test_local_infeasible)
     marin_task_options_destroy(o);
 
     /* exactly the capacity is feasible */
-    o = opts_for("cpus=2,memory=1GiB,TPU=4");
+    o = opts_with_resources("cpus=2,memory=1GiB,TPU=4");
     ck_assert_marin(marin_submit(rt, "l_order", NULL, 0, o, &f), MARIN_OK);
     ck_assert_marin(marin_future_get(f, 2000, NULL, NULL), MARIN_OK);
     marin_future_release(f);
@@ -384,7 +365,7 @@ END_TEST
 START_TEST(test_local_gpu_ids_distinct)
 {
     marin_runtime_t *rt = open_rt("local://?resources=cpus=4,gpus=2");
-    marin_task_options_t *one = opts_for("gpus=1");
+    marin_task_options_t *one = opts_with_resources("gpus=1");
     atomic_store(&g_target, 2);
     int ms = 1000;
     marin_future_t *a = NULL, *b = NULL;
@@ -408,7 +389,7 @@ START_TEST(test_local_gpu_ids_distinct)
     marin_future_release(b);
 
     /* gpus=2 gets both */
-    marin_task_options_t *two = opts_for("gpus=2");
+    marin_task_options_t *two = opts_with_resources("gpus=2");
     atomic_store(&g_target, 0);
     ms = 1;
     ck_assert_marin(marin_submit(rt, "l_gpu", &ms, sizeof ms, two, &a),
@@ -421,7 +402,7 @@ START_TEST(test_local_gpu_ids_distinct)
     marin_future_release(a);
 
     /* gpus=3 on two GPUs is infeasible */
-    marin_task_options_t *three = opts_for("gpus=3");
+    marin_task_options_t *three = opts_with_resources("gpus=3");
     ck_assert_marin(marin_submit(rt, "l_gpu", &ms, sizeof ms, three, &a),
                     MARIN_EINFEASIBLE);
     ck_assert_lasterr_has("gpus");
@@ -435,8 +416,8 @@ END_TEST
 START_TEST(test_local_gpu_ids_never_shared)
 {
     marin_runtime_t *rt = open_rt("local://?resources=cpus=8,gpus=2");
-    marin_task_options_t *one = opts_for("gpus=1");
-    marin_task_options_t *two = opts_for("gpus=2");
+    marin_task_options_t *one = opts_with_resources("gpus=1");
+    marin_task_options_t *two = opts_with_resources("gpus=2");
     atomic_store(&g_target, 99); /* no waiting for company */
     int ms = 3;
     marin_future_t *fs[12];
@@ -465,8 +446,8 @@ END_TEST
 START_TEST(test_local_gpu_whole_not_shared_with_fraction)
 {
     marin_runtime_t *rt = open_rt("local://?resources=cpus=8,gpus=2");
-    marin_task_options_t *half = opts_for("gpus=0.5");
-    marin_task_options_t *one = opts_for("gpus=1");
+    marin_task_options_t *half = opts_with_resources("gpus=0.5");
+    marin_task_options_t *one = opts_with_resources("gpus=1");
     atomic_store(&g_target, 2);
     int ms = 1000;
     marin_future_t *a = NULL, *b = NULL;

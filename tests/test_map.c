@@ -158,13 +158,10 @@ static void register_tasks(void)
     }
 }
 
-static marin_runtime_t *open_rt(void)
+static marin_runtime_t *open_map_rt(void)
 {
     register_tasks();
-    marin_runtime_t *rt = NULL;
-    ck_assert_marin(marin_runtime_open(RT_URI, &rt), MARIN_OK);
-    ck_assert_ptr_nonnull(rt);
-    return rt;
+    return open_rt(RT_URI);
 }
 
 /* ---- the driver's callbacks ---- */
@@ -341,7 +338,7 @@ END_TEST
 
 START_TEST(test_map_null_args)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 3, 1000);
     ck_assert_marin(
@@ -366,7 +363,7 @@ END_TEST
 
 START_TEST(test_map_empty_input)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 0, 1000);
     marin_map_options_t *o = make_opts(8);
@@ -388,7 +385,7 @@ END_TEST
 
 START_TEST(test_map_square_default_options)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 2500, 1000); /* NULL options: max_in_flight 1000 */
     ck_assert_marin(
@@ -410,7 +407,7 @@ END_TEST
 
 START_TEST(test_map_ordering_out_of_order_completion)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 64, 16);
     marin_map_options_t *o = make_opts(16);
@@ -437,7 +434,7 @@ END_TEST
 
 START_TEST(test_map_window_bounded)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 60, 3);
     marin_map_options_t *o = make_opts(3);
@@ -459,7 +456,7 @@ END_TEST
 
 START_TEST(test_map_window_one)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 20, 1);
     marin_map_options_t *o = make_opts(1);
@@ -480,7 +477,7 @@ END_TEST
  * size and order is kept. */
 START_TEST(test_map_window_grows)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 3000, SIZE_MAX);
     marin_map_options_t *o = make_opts(SIZE_MAX);
@@ -502,7 +499,7 @@ END_TEST
 
 START_TEST(test_map_default_stops_at_first_failure)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     g_fail_at = 5;
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 200, 4);
@@ -539,7 +536,7 @@ END_TEST
  * hold the map up. */
 START_TEST(test_map_failure_cancels_in_flight)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 100, 8);
     marin_map_options_t *o = make_opts(8);
@@ -563,7 +560,7 @@ END_TEST
 
 START_TEST(test_map_continue_on_error)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     g_fail_mod = 4; /* indices 3, 7, 11, ... fail */
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 40, 5);
@@ -602,7 +599,7 @@ END_TEST
 
 START_TEST(test_map_continue_on_error_all_ok)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 30, 4);
     marin_map_options_t *o = make_opts(4);
@@ -619,7 +616,7 @@ END_TEST
 
 START_TEST(test_map_on_result_abort)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 1000, 4);
     d->abort_result_at = 2;
@@ -641,7 +638,7 @@ END_TEST
  * with continue_on_error. */
 START_TEST(test_map_on_result_abort_positive)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 50, 4);
     d->abort_result_at = 0;
@@ -659,7 +656,7 @@ END_TEST
 
 START_TEST(test_map_next_abort)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 1000, 2);
     d->abort_next_at = 5;
@@ -698,7 +695,7 @@ static int bad_next(const void **arg, size_t *len, void *ud)
 
 START_TEST(test_map_submit_error_aborts)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 10, 8);
     marin_map_options_t *o = make_opts(8);
@@ -717,7 +714,7 @@ END_TEST
 
 START_TEST(test_map_unknown_task)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 10, 4);
     ck_assert_marin(marin_map_ordered(rt, "map_no_such_task", drv_next,
@@ -734,7 +731,7 @@ END_TEST
 
 START_TEST(test_map_infeasible_task_options)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     marin_resources_t *r = NULL;
     ck_assert_marin(marin_resources_parse("cpus=64", &r), MARIN_OK);
     marin_task_options_t *t = NULL;
@@ -760,7 +757,7 @@ END_TEST
 /* Task options reach every task: env and retries. */
 START_TEST(test_map_task_options_applied)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     marin_task_options_t *t = NULL;
     ck_assert_marin(marin_task_options_create(&t), MARIN_OK);
     ck_assert_marin(marin_task_options_set_env(t, "MAP_KEY", "applied"),
@@ -802,7 +799,7 @@ END_TEST
 /* One options object is reused across maps. */
 START_TEST(test_map_options_reused)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     marin_map_options_t *o = make_opts(3);
     drv_t *d = calloc(1, sizeof *d);
     for (int k = 0; k < 3; k++) {
@@ -823,7 +820,7 @@ END_TEST
 
 START_TEST(test_map_progress_callback)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     drv_t *d = calloc(1, sizeof *d);
     drv_init(d, 100, 7);
     marin_map_options_t *o = make_opts(7);
@@ -863,7 +860,7 @@ static void restore_stderr(int saved)
 START_TEST(test_map_progress_bar_not_a_tty)
 {
     setenv("MARIN_PROGRESS", "1", 1); /* read by marin_runtime_open */
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     char path[] = "/tmp/marin_test_map_XXXXXX";
     int fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
@@ -918,7 +915,7 @@ static void run_on_pty(marin_runtime_t *rt, marin_map_options_t *o, size_t n,
 START_TEST(test_map_progress_bar_tty)
 {
     unsetenv("MARIN_PROGRESS");
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     marin_map_options_t *o = make_opts(4);
     static char out[65536];
 
@@ -949,9 +946,9 @@ START_TEST(test_map_progress_bar_env)
 {
     static char out[65536];
     unsetenv("MARIN_PROGRESS");
-    marin_runtime_t *rt_off = open_rt();
+    marin_runtime_t *rt_off = open_map_rt();
     setenv("MARIN_PROGRESS", "1", 1);
-    marin_runtime_t *rt_on = open_rt();
+    marin_runtime_t *rt_on = open_map_rt();
 
     run_on_pty(rt_on, NULL, 10, out, sizeof out);
     ck_assert_msg(strstr(out, "10/10") != NULL, "no count in '%s'", out);
@@ -962,7 +959,7 @@ START_TEST(test_map_progress_bar_env)
     ck_assert_str_eq(out, "");
 
     setenv("MARIN_PROGRESS", "0", 1);
-    marin_runtime_t *rt_zero = open_rt();
+    marin_runtime_t *rt_zero = open_map_rt();
     run_on_pty(rt_zero, NULL, 10, out, sizeof out);
     ck_assert_str_eq(out, "");
 
@@ -977,7 +974,7 @@ END_TEST
 START_TEST(test_map_progress_bar_rate_limited)
 {
     unsetenv("MARIN_PROGRESS");
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     marin_map_options_t *o = make_opts(64);
     ck_assert_marin(marin_map_options_set_progress_bar(o, 1), MARIN_OK);
     static char out[1 << 20];
@@ -997,7 +994,7 @@ END_TEST
 
 START_TEST(test_map_ordered_oom)
 {
-    marin_runtime_t *rt = open_rt();
+    marin_runtime_t *rt = open_map_rt();
     marin_map_options_t *o = make_opts(4);
     drv_t *d = calloc(1, sizeof *d);
     int ok = 0;

@@ -337,17 +337,6 @@ static void submit_failed(void *c, long n)
     ck_assert_msg(((submit_ctx *)c)->f == NULL, "n=%ld: *out not NULL", n);
 }
 
-static marin_task_options_t *opts_with(const char *spec)
-{
-    marin_task_options_t *o = NULL;
-    marin_resources_t *r = NULL;
-    ck_assert_marin(marin_task_options_create(&o), MARIN_OK);
-    ck_assert_marin(marin_resources_parse(spec, &r), MARIN_OK);
-    ck_assert_marin(marin_task_options_set_resources(o, r), MARIN_OK);
-    marin_resources_destroy(r);
-    return o;
-}
-
 /* A one-cpu runtime whose cpu is held by a gate task until open_gate(). */
 static marin_runtime_t *open_gated(marin_future_t **gate)
 {
@@ -369,7 +358,7 @@ START_TEST(test_oom_submit)
     char arg[64];
     memset(arg, 'a', sizeof arg);
     /* a resource shape the backend has not seen: its queue is made here */
-    submit_ctx s = {rt, "oom_noop", arg, sizeof arg, opts_with("cpus=0.5"), NULL, 0, NULL};
+    submit_ctx s = {rt, "oom_noop", arg, sizeof arg, opts_with_resources("cpus=0.5"), NULL, 0, NULL};
     ck_assert_int_gt(oom_loop("marin_submit", call_submit, submit_failed, &s), 0);
     ck_assert_marin(marin_future_get(s.f, 30000, NULL, NULL), MARIN_OK);
     marin_future_release(s.f);
@@ -394,7 +383,7 @@ START_TEST(test_oom_submit_after_pending_deps)
     ck_assert_marin(marin_submit(rt, "oom_noop", NULL, 0, NULL, &queued), MARIN_OK);
     marin_future_t *deps[2] = {gate, queued};
     char arg[16] = "dependent";
-    submit_ctx s = {rt, "oom_noop", arg, sizeof arg, opts_with("cpus=0.5"), deps, 2, NULL};
+    submit_ctx s = {rt, "oom_noop", arg, sizeof arg, opts_with_resources("cpus=0.5"), deps, 2, NULL};
     ck_assert_int_gt(oom_loop("marin_submit_after", call_submit_after, submit_failed, &s),
                      0);
     ck_assert_int_eq(marin_future_state(s.f), MARIN_FUTURE_PENDING);
@@ -423,7 +412,7 @@ START_TEST(test_oom_submit_after_finished_deps)
     ck_assert_marin(marin_submit(rt, "oom_noop", NULL, 0, NULL, &dep), MARIN_OK);
     ck_assert_marin(marin_future_get(dep, 30000, NULL, NULL), MARIN_OK);
     marin_future_t *deps[1] = {dep};
-    submit_ctx s = {rt, "oom_noop", NULL, 0, opts_with("cpus=0.25"), deps, 1, NULL};
+    submit_ctx s = {rt, "oom_noop", NULL, 0, opts_with_resources("cpus=0.25"), deps, 1, NULL};
     ck_assert_int_gt(oom_loop("marin_submit_after (finished deps)", call_submit_after,
                               submit_failed, &s), 0);
     int rc = marin_future_get(s.f, 30000, NULL, NULL);

@@ -321,14 +321,6 @@ static void capture_log(int level, const char *msg, void *ud)
 
 /* ---- helpers ---- */
 
-static marin_runtime_t *open_rt(const char *uri)
-{
-    marin_runtime_t *rt = NULL;
-    ck_assert_marin(marin_runtime_open(uri, &rt), MARIN_OK);
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
 static marin_future_t *submit_opts(marin_runtime_t *rt, const char *task,
                                    const void *arg, size_t len,
                                    const marin_task_options_t *o)

@@ -52,3 +52,22 @@ int noop_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *ud)
     (void)ud;
     return 0;
 }
+
+marin_runtime_t *open_rt(const char *uri)
+{
+    marin_runtime_t *rt = NULL;
+    ck_assert_marin(marin_runtime_open(uri, &rt), MARIN_OK);
+    ck_assert_ptr_nonnull(rt);
+    return rt;
+}
+
+marin_task_options_t *opts_with_resources(const char *spec)
+{
+    marin_resources_t *r = NULL;
+    ck_assert_marin(marin_resources_parse(spec, &r), MARIN_OK);
+    marin_task_options_t *o = NULL;
+    ck_assert_marin(marin_task_options_create(&o), MARIN_OK);
+    ck_assert_marin(marin_task_options_set_resources(o, r), MARIN_OK);
+    marin_resources_destroy(r);
+    return o;
+}

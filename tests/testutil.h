@@ -16,6 +16,10 @@ int64_t now_ms(void);
 int wait_for(atomic_int *v, int want, int64_t timeout_ms);
 /* The int a test passed as a task argument (0 when absent). */
 int arg_int(const void *arg, size_t len);
+/* Open a runtime on @p uri, failing the test if it does not open. */
+marin_runtime_t *open_rt(const char *uri);
+/* Task options asking for the resources in @p spec ("cpus=1,TPU=4"). */
+marin_task_options_t *opts_with_resources(const char *spec);
 /* A task that does nothing. */
 int noop_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *ud);
 
