@@ -187,6 +187,7 @@ typedef struct {
     size_t last_done, last_submitted, last_failed;
     size_t failed_seen;    /* nonzero statuses delivered */
     int progress_violation;
+    char first_error[256]; /* marin_last_error() seen with the first failure */
 } drv_t;
 
 static void drv_init(drv_t *d, size_t n, size_t limit)
@@ -231,8 +232,8 @@ static int drv_result(size_t index, int status, const void *data, size_t len,
     d->value_len[index] = len;
     if (data && len == sizeof(uint64_t))
         memcpy(&d->value[index], data, sizeof(uint64_t));
-    if (status != 0)
-        d->failed_seen++;
+    if (status != 0 && d->failed_seen++ == 0)
+        snprintf(d->first_error, sizeof d->first_error, "%s", marin_last_error());
     d->delivered++;
     if ((int64_t)index == d->abort_result_at)
         return d->abort_code;
@@ -519,6 +520,9 @@ START_TEST(test_map_default_stops_at_first_failure)
         ck_assert_uint_eq(d->value[i], i);
     }
     ck_assert_int_eq(d->status[5], MARIN_ETASK);
+    /* on_result can read why the task failed */
+    ck_assert_msg(strstr(d->first_error, "boom at 5") != NULL,
+                  "on_result saw last error '%s'", d->first_error);
     ck_assert_int_eq(d->data_null[5], 1);
     ck_assert_uint_eq(d->value_len[5], 0);
     /* Submission stopped: at most the window past the failed index. */

@@ -350,6 +350,8 @@ int marin_map_ordered(marin_runtime_t *rt, const char *task,
             }
             if (!keep_going) {
                 window_cancel_all(&w);
+                /* on_result may read marin_last_error(): the failure's. */
+                marin__err(status, "%s", msg);
                 (void)on_result(index, status, NULL, 0, userdata);
                 marin_future_release(f);
                 delivered++;
