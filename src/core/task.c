@@ -488,9 +488,17 @@ void marin__task_retry_refused(struct marin__task *t, int rc)
 {
     marin_future_t *f = marin__task_future(t);
     char msg[1024];
-    snprintf(msg, sizeof msg, "task '%s' could not be queued for its retry after attempt "
-             "%d: %s", t->name, t->attempt, marin__err_msg());
-    marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
+    if (atomic_load(&f->rt->closing)) {
+        /* Between two attempts the task is in no queue and on no worker:
+         * close cannot see it, so it ends here as close would end it. */
+        snprintf(msg, sizeof msg, "cancelled: the runtime closed before attempt %d of "
+                 "task '%s' could start", t->attempt + 1, t->name);
+        marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, msg);
+    } else {
+        snprintf(msg, sizeof msg, "task '%s' could not be queued for its retry after "
+                 "attempt %d: %s", t->name, t->attempt, marin__err_msg());
+        marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
+    }
     marin__task_cleanup(t);
 }
 
