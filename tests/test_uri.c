@@ -427,16 +427,6 @@ END_TEST
 
 /* ---- fuzz ---------------------------------------------------------------- */
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
-
-static uint32_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-
 static const char *const seeds[] = {
     "local", "local://?resources=cpus=8,memory=16GiB",
     "redis://u:p@h:6379/0?namespace=x&timeout_ms=5", "redis://[::1]:1/",
@@ -444,50 +434,13 @@ static const char *const seeds[] = {
 };
 static const char alphabet[] = "abc:/?&=@%[]0123456789AFaf+.-_ ";
 
+static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
+
+/* Fill buf (cap bytes) with a random or mutated input. */
 static void random_uri(char *buf, size_t cap)
 {
-    size_t n;
-    if (rnd() % 3 == 0) {
-        n = rnd() % (cap - 1);
-        for (size_t i = 0; i < n; i++)
-            buf[i] = rnd() % 8 == 0 ? (char)(rnd() % 255 + 1)
-                                    : alphabet[rnd() % (sizeof alphabet - 1)];
-        buf[n] = '\0';
-        return;
-    }
-    const char *s = seeds[rnd() % (sizeof seeds / sizeof seeds[0])];
-    n = strlen(s);
-    memcpy(buf, s, n + 1);
-    int edits = (int)(rnd() % 6) + 1;
-    for (int e = 0; e < edits; e++) {
-        size_t at = n ? rnd() % (n + 1) : 0;
-        switch (rnd() % 4) {
-        case 0:
-            if (n + 2 < cap) {
-                memmove(buf + at + 1, buf + at, n - at + 1);
-                buf[at] = alphabet[rnd() % (sizeof alphabet - 1)];
-                n++;
-            }
-            break;
-        case 1:
-            if (at < n) {
-                memmove(buf + at, buf + at + 1, n - at);
-                n--;
-            }
-            break;
-        case 2:
-            if (at < n)
-                buf[at] = (char)(rnd() % 255 + 1);
-            break;
-        default:
-            if (n + (n - at) + 1 < cap) {
-                memcpy(buf + n, buf + at, n - at);
-                n += n - at;
-                buf[n] = '\0';
-            }
-            break;
-        }
-    }
+    fuzz_input(buf, cap, seeds, sizeof seeds / sizeof seeds[0], alphabet,
+               &rng_state);
 }
 
 START_TEST(test_uri_fuzz)

@@ -71,3 +71,61 @@ marin_task_options_t *opts_with_resources(const char *spec)
     marin_resources_destroy(r);
     return o;
 }
+
+static uint32_t xorshift(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (uint32_t)(*state >> 16);
+}
+
+void fuzz_input(char *buf, size_t cap, const char *const *seeds, size_t nseeds,
+                const char *alphabet, uint64_t *state)
+{
+    size_t nalpha = strlen(alphabet), n;
+    if (xorshift(state) % 3 == 0) {
+        n = xorshift(state) % (cap - 1);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = xorshift(state) % 8 == 0 ? (char)(xorshift(state) % 255 + 1)
+                                              : alphabet[xorshift(state) % nalpha];
+        buf[n] = '\0';
+        return;
+    }
+    const char *s = seeds[xorshift(state) % nseeds];
+    n = strlen(s);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    int edits = (int)(xorshift(state) % 6) + 1;
+    for (int e = 0; e < edits; e++) {
+        size_t at = n ? xorshift(state) % (n + 1) : 0;
+        switch (xorshift(state) % 4) {
+        case 0: /* insert */
+            if (n + 2 < cap) {
+                memmove(buf + at + 1, buf + at, n - at + 1);
+                buf[at] = alphabet[xorshift(state) % nalpha];
+                n++;
+            }
+            break;
+        case 1: /* delete */
+            if (at < n) {
+                memmove(buf + at, buf + at + 1, n - at);
+                n--;
+            }
+            break;
+        case 2: /* replace */
+            if (at < n)
+                buf[at] = (char)(xorshift(state) % 255 + 1);
+            break;
+        default: /* duplicate a tail */
+            if (n + (n - at) + 1 < cap) {
+                memcpy(buf + n, buf + at, n - at);
+                n += n - at;
+                buf[n] = '\0';
+            }
+            break;
+        }
+    }
+}

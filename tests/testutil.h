@@ -23,6 +23,13 @@ marin_task_options_t *opts_with_resources(const char *spec);
 /* A task that does nothing. */
 int noop_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *ud);
 
+/* Fill buf (cap bytes, cap >= 2) with a random string over @p alphabet (a
+ * third of the time) or one of @p seeds after 1-6 random edits (insert,
+ * delete, replace, duplicate a tail). Deterministic for a given *state
+ * (xorshift64, nonzero). For the parsers' fuzz loops. */
+void fuzz_input(char *buf, size_t cap, const char *const *seeds, size_t nseeds,
+                const char *alphabet, uint64_t *state);
+
 /* Run a suite in fork mode; returns the process exit code. */
 int marin_test_run(Suite *s);
 
