@@ -52,9 +52,11 @@ void marin__future_slab_retire(marin_runtime_t *rt)
 
 static marin_future_t *future_carve(marin_runtime_t *rt)
 {
+    struct marin__future_slab *full = NULL;
     marin__lock(&rt->slab_lock);
     struct marin__future_slab *slab = rt->slab;
     if (!slab || slab->used == FUTURES_PER_SLAB) {
+        /* once per FUTURES_PER_SLAB submits: allocating under the lock is fine */
         struct marin__future_slab *fresh = marin__malloc(sizeof *fresh);
         if (!fresh) {
             marin__unlock(&rt->slab_lock);
@@ -62,20 +64,14 @@ static marin_future_t *future_carve(marin_runtime_t *rt)
         }
         atomic_init(&fresh->refs, 1); /* the runtime's, while current */
         fresh->used = 0;
-        rt->slab = fresh;
-        marin__unlock(&rt->slab_lock);
-        if (slab)
-            slab_unref(slab); /* retire the full one */
-        marin__lock(&rt->slab_lock);
-        slab = rt->slab;
-        if (slab->used == FUTURES_PER_SLAB) { /* raced: try again */
-            marin__unlock(&rt->slab_lock);
-            return future_carve(rt);
-        }
+        full = slab;
+        rt->slab = slab = fresh;
     }
     marin_future_t *f = &slab->futures[slab->used++];
     atomic_fetch_add_explicit(&slab->refs, 1, memory_order_relaxed);
     marin__unlock(&rt->slab_lock);
+    if (full)
+        slab_unref(full); /* the runtime lets go of the full one */
     memset(f, 0, sizeof *f);
     f->slab = slab;
     return f;
