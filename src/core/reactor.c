@@ -29,7 +29,6 @@ struct marin__timer {
     void (*fire)(void *arg);
     void (*dispose)(void *arg);
     void *arg;
-    int started, fired, cancelled;
 };
 
 static void run_jobs(uv_async_t *a)
@@ -164,27 +163,21 @@ static void timer_closed(uv_handle_t *h)
     marin__free(t);
 }
 
+/* Fires at most once; the cancel job that always follows closes and
+ * disposes. */
 static void timer_fired(uv_timer_t *h)
 {
     marin__timer *t = h->data;
-    t->fired = 1;
     t->fire(t->arg);
-    if (t->cancelled) /* cancel came first in the queue: nothing more */
-        return;
-    /* wait for the cancel job, which closes and disposes */
 }
 
 static void timer_cancel_job(marin__job *job)
 {
     marin__timer *t =
         (marin__timer *)((char *)job - offsetof(marin__timer, cancel_job));
-    t->cancelled = 1;
-    if (t->started) {
-        uv_timer_stop(&t->handle);
-        uv_close((uv_handle_t *)&t->handle, timer_closed);
-    } else {
-        timer_closed((uv_handle_t *)&t->handle);
-    }
+    /* Jobs run in posting order, so the start job has armed the handle. */
+    uv_timer_stop(&t->handle);
+    uv_close((uv_handle_t *)&t->handle, timer_closed);
 }
 
 static void timer_start_job(marin__job *job)
@@ -192,7 +185,6 @@ static void timer_start_job(marin__job *job)
     marin__timer *t = (marin__timer *)job;
     uv_timer_init(&t->rt->reactor->loop, &t->handle);
     t->handle.data = t;
-    t->started = 1;
     uv_timer_start(&t->handle, timer_fired, (uint64_t)t->delay_ms, 0);
 }
 
