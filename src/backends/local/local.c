@@ -215,13 +215,20 @@ static void take_gpu(local_state *s, worker *w, size_t g, int64_t share)
     w->gpu_ids[w->ngpus++] = s->gpu_ids[g];
 }
 
+/* The shape whose queued head is oldest among those that fit now. */
+static shape *oldest_fitting_locked(local_state *s)
+{
+    shape *best = NULL;
+    for (shape *sh = s->shapes; sh; sh = sh->next)
+        if (sh->head && (!best || sh->head->seq < best->head->seq) && fits(s, sh))
+            best = sh;
+    return best;
+}
+
 /* Resources came free (a task blocked): kick for the oldest fitting shape. */
 static void kick_for_queued_locked(local_state *s)
 {
-    const shape *best = NULL;
-    for (const shape *sh = s->shapes; sh; sh = sh->next)
-        if (sh->head && (!best || sh->head->seq < best->head->seq) && fits(s, sh))
-            best = sh;
+    const shape *best = oldest_fitting_locked(s);
     if (best)
         kick_locked(s, best);
 }
@@ -229,8 +236,7 @@ static void kick_for_queued_locked(local_state *s)
 /* Take the oldest queued task whose shape fits, reserving its resources. */
 static struct marin__task *pick_locked(local_state *s, worker *w, shape **out_shape)
 {
-    shape *best = NULL;
-    for (shape *sh = s->shapes; sh; sh = sh->next) {
+    for (shape *sh = s->shapes; sh; sh = sh->next)
         /* drop tasks cancelled while queued */
         while (sh->head && marin__state_done(atomic_load(
                                &marin__task_future(sh->head)->state))) {
@@ -241,9 +247,7 @@ static struct marin__task *pick_locked(local_state *s, worker *w, shape **out_sh
             marin__task_cleanup(t);
             marin_future_release(marin__task_future(t));
         }
-        if (sh->head && (!best || sh->head->seq < best->head->seq) && fits(s, sh))
-            best = sh;
-    }
+    shape *best = oldest_fitting_locked(s);
     if (!best)
         return NULL;
     struct marin__task *t = best->head;
