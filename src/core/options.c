@@ -223,11 +223,14 @@ int marin_task_options_set_env(marin_task_options_t *o, const char *key,
     while (i < c->nenv && strcmp(c->env_keys[i], key) != 0)
         i++;
     if (i < c->nenv) { /* replace or remove */
-        marin__free(c->env_values[i]);
         if (value) {
-            if (!(c->env_values[i] = marin__strdup(value)))
+            char *copy = marin__strdup(value);
+            if (!copy)
                 goto oom;
+            marin__free(c->env_values[i]);
+            c->env_values[i] = copy;
         } else {
+            marin__free(c->env_values[i]);
             marin__free(c->env_keys[i]);
             c->nenv--;
             c->env_keys[i] = c->env_keys[c->nenv];
@@ -253,15 +256,7 @@ int marin_task_options_set_env(marin_task_options_t *o, const char *key,
     }
     commit_change(o, c);
     return marin__api_exit(MARIN_OK);
-oom:
-    /* A value slot may be NULL after a failed strdup: keep topts_free happy. */
-    for (size_t j = 0; j < c->nenv; j++)
-        if (!c->env_values[j]) {
-            marin__free(c->env_keys[j]);
-            c->nenv--;
-            c->env_keys[j] = c->env_keys[c->nenv];
-            c->env_values[j] = c->env_values[c->nenv];
-        }
+oom: /* c is whole at every goto: just drop it */
     marin__topts_release(c);
     return marin__api_exit(marin__err(MARIN_ENOMEM,
                                       "marin_task_options_set_env: out of memory"));
