@@ -265,21 +265,11 @@ static int api_on_close(marin_task_ctx_t *ctx, const void *arg, size_t len,
 
 /* ---- helpers ---- */
 
-static marin_future_t *submit(marin_runtime_t *rt, const char *task,
-                              const void *arg, size_t len,
-                              const marin_task_options_t *o)
-{
-    marin_future_t *f = NULL;
-    ck_assert_marin(marin_submit(rt, task, arg, len, o, &f), MARIN_OK);
-    ck_assert_ptr_nonnull(f);
-    return f;
-}
-
 /* A running gated task (waits until it has started). */
 static marin_future_t *running_gate(marin_runtime_t *rt)
 {
     int before = atomic_load(&g_started);
-    marin_future_t *f = submit(rt, "api_gate", NULL, 0, NULL);
+    marin_future_t *f = submit_opts(rt, "api_gate", NULL, 0, NULL);
     ck_assert_msg(wait_for(&g_started, before + 1, 2000),
                   "gated task did not start");
     return f;
@@ -444,7 +434,7 @@ END_TEST
 START_TEST(test_api_null_submit)
 {
     marin_runtime_t *rt = open_rt(RT);
-    marin_future_t *dep = submit(rt, "api_echo", "d", 1, NULL);
+    marin_future_t *dep = submit_opts(rt, "api_echo", "d", 1, NULL);
     marin_future_t *f = SENTINEL;
     EXPECT_ERR(marin_submit(NULL, "api_echo", NULL, 0, NULL, &f), MARIN_EINVAL,
                "marin_submit");
@@ -509,7 +499,7 @@ START_TEST(test_api_null_future)
     EXPECT_ERR(marin_future_cancel(NULL), MARIN_EINVAL, "marin_future_cancel");
 
     marin_runtime_t *rt = open_rt(RT);
-    marin_future_t *f = submit(rt, "api_echo", "x", 1, NULL);
+    marin_future_t *f = submit_opts(rt, "api_echo", "x", 1, NULL);
     EXPECT_ERR(marin_future_id(f, NULL, 8), MARIN_EINVAL, "marin_future_id");
     EXPECT_ERR(marin_future_on_done(f, NULL, NULL, NULL), MARIN_EINVAL,
                "marin_future_on_done");
@@ -561,7 +551,7 @@ END_TEST
 START_TEST(test_api_ctx_misuse_in_task)
 {
     marin_runtime_t *rt = open_rt(RT);
-    marin_future_t *f = submit(rt, "api_ctx_probe", NULL, 0, NULL);
+    marin_future_t *f = submit_opts(rt, "api_ctx_probe", NULL, 0, NULL);
     size_t len = 99;
     ck_assert_marin(marin_future_get(f, 2000, NULL, &len), MARIN_OK);
     ck_assert_uint_eq(len, 0); /* marin_task_return(ctx, NULL, 0) */
@@ -596,7 +586,7 @@ START_TEST(test_api_zero_lengths)
     EXPECT_ERR(marin_submit(rt, "", NULL, 0, NULL, &f), MARIN_EINVAL,
                "marin_submit");
     ck_assert_ptr_null(f);
-    marin_future_t *dep = submit(rt, "api_echo", "d", 1, NULL);
+    marin_future_t *dep = submit_opts(rt, "api_echo", "d", 1, NULL);
     f = SENTINEL;
     EXPECT_ERR(marin_submit_after(rt, "", NULL, 0, NULL, &dep, 1, &f),
                MARIN_EINVAL, "marin_submit_after");
@@ -632,11 +622,11 @@ START_TEST(test_api_zero_lengths)
     /* zero-length arguments and dependency lists are fine */
     const void *data = NULL;
     size_t len = 99;
-    f = submit(rt, "api_echo", NULL, 0, NULL);
+    f = submit_opts(rt, "api_echo", NULL, 0, NULL);
     ck_assert_marin(marin_future_get(f, 2000, &data, &len), MARIN_OK);
     ck_assert_uint_eq(len, 0);
     marin_future_release(f);
-    f = submit(rt, "api_echo", "ignored", 0, o);
+    f = submit_opts(rt, "api_echo", "ignored", 0, o);
     len = 99;
     ck_assert_marin(marin_future_get(f, 2000, &data, &len), MARIN_OK);
     ck_assert_uint_eq(len, 0);
@@ -708,7 +698,7 @@ START_TEST(test_api_names_over_255)
     ck_assert_uint_lt(strlen(marin_last_error()), 1024);
 
     marin_runtime_t *rt = open_rt(RT);
-    marin_future_t *dep = submit(rt, "api_echo", "d", 1, NULL);
+    marin_future_t *dep = submit_opts(rt, "api_echo", "d", 1, NULL);
     marin_future_t *f = SENTINEL;
     EXPECT_ERR(marin_submit(rt, n256, NULL, 0, NULL, &f), MARIN_EINVAL,
                "marin_submit");
@@ -773,7 +763,7 @@ START_TEST(test_api_names_over_255)
                n255);
     ck_assert_ptr_null(f);
     ck_assert_marin(marin_register_task(n255, api_echo, NULL), MARIN_OK);
-    f = submit(rt, n255, "ok", 2, o);
+    f = submit_opts(rt, n255, "ok", 2, o);
     ck_assert_marin(marin_future_get(f, 2000, NULL, NULL), MARIN_OK);
     marin_future_release(f);
 
@@ -791,7 +781,7 @@ START_TEST(test_api_unknown_task_names)
     marin_runtime_t *rt = open_rt(RT);
     const char *names[] = {"api_never_registered", "API_ECHO", "api_echo ",
                            "api echo", "api_ech"};
-    marin_future_t *dep = submit(rt, "api_echo", "d", 1, NULL);
+    marin_future_t *dep = submit_opts(rt, "api_echo", "d", 1, NULL);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char quoted[64];
         snprintf(quoted, sizeof quoted, "'%s'", names[i]);
@@ -1050,7 +1040,7 @@ START_TEST(test_api_submit_infeasible)
     ck_assert_lasterr_has("cpus=2"); /* the capacity */
     ck_assert_lasterr_has("api_echo");
     ck_assert_ptr_null(f);
-    marin_future_t *dep = submit(rt, "api_echo", "d", 1, NULL);
+    marin_future_t *dep = submit_opts(rt, "api_echo", "d", 1, NULL);
     f = SENTINEL;
     EXPECT_ERR(marin_submit_after(rt, "api_echo", NULL, 0, o, &dep, 1, &f),
                MARIN_EINFEASIBLE, "cpus=3");
@@ -1101,7 +1091,7 @@ START_TEST(test_api_future_get_task_codes)
     const void *data = SENTINEL;
     size_t len = 5;
 
-    marin_future_t *f = submit(rt, "api_fail", "disk 7 is full", 14, NULL);
+    marin_future_t *f = submit_opts(rt, "api_fail", "disk 7 is full", 14, NULL);
     EXPECT_ERR(marin_future_get(f, 2000, &data, &len), MARIN_ETASK,
                "disk 7 is full");
     ck_assert_lasterr_has("api_fail");
@@ -1115,13 +1105,13 @@ START_TEST(test_api_future_get_task_codes)
     marin_task_options_t *o = NULL;
     ck_assert_marin(marin_task_options_create(&o), MARIN_OK);
     ck_assert_marin(marin_task_options_set_max_retries(o, 0), MARIN_OK);
-    f = submit(rt, "api_kill", NULL, 0, o);
+    f = submit_opts(rt, "api_kill", NULL, 0, o);
     EXPECT_ERR(marin_future_get(f, 2000, NULL, NULL), MARIN_EWORKER,
                "api_kill");
     marin_future_release(f);
 
     ck_assert_marin(marin_task_options_set_timeout_ms(o, 10), MARIN_OK);
-    f = submit(rt, "api_gate", NULL, 0, o);
+    f = submit_opts(rt, "api_gate", NULL, 0, o);
     EXPECT_ERR(marin_future_get(f, 2000, NULL, NULL), MARIN_ETASKTIMEOUT,
                "10 ms");
     ck_assert_lasterr_has("api_gate");
@@ -1140,11 +1130,11 @@ END_TEST
 START_TEST(test_api_future_estate)
 {
     marin_runtime_t *rt = open_rt(RT);
-    marin_future_t *ok = submit(rt, "api_echo", "a", 1, NULL);
+    marin_future_t *ok = submit_opts(rt, "api_echo", "a", 1, NULL);
     ck_assert_marin(marin_future_get(ok, 2000, NULL, NULL), MARIN_OK);
     EXPECT_ERR(marin_future_cancel(ok), MARIN_ESTATE, "marin_future_cancel");
     ck_assert_lasterr_has("already finished");
-    marin_future_t *bad = submit(rt, "api_fail", "x", 1, NULL);
+    marin_future_t *bad = submit_opts(rt, "api_fail", "x", 1, NULL);
     ck_assert_marin(marin_future_get(bad, 2000, NULL, NULL), MARIN_ETASK);
     EXPECT_ERR(marin_future_cancel(bad), MARIN_ESTATE, "marin_future_cancel");
     marin_future_t *c = running_gate(rt);
@@ -1169,9 +1159,9 @@ END_TEST
 START_TEST(test_api_closing_runtime_estate)
 {
     marin_runtime_t *rt = open_rt(RT);
-    g_close_dep = submit(rt, "api_echo", "d", 1, NULL);
+    g_close_dep = submit_opts(rt, "api_echo", "d", 1, NULL);
     ck_assert_marin(marin_future_get(g_close_dep, 2000, NULL, NULL), MARIN_OK);
-    marin_future_t *f = submit(rt, "api_on_close", NULL, 0, NULL);
+    marin_future_t *f = submit_opts(rt, "api_on_close", NULL, 0, NULL);
     ck_assert(wait_for(&g_started, 1, 2000));
     marin_runtime_close(rt);
     ck_assert_int_eq(atomic_load(&g_nrec), 3);
@@ -1194,7 +1184,7 @@ START_TEST(test_api_gpu_ids_toobig)
 {
     marin_runtime_t *rt = open_rt("local://?resources=cpus=2,gpus=1");
     marin_task_options_t *o = opts_with_resources("cpus=1,gpus=1");
-    marin_future_t *f = submit(rt, "api_gpu_probe", NULL, 0, o);
+    marin_future_t *f = submit_opts(rt, "api_gpu_probe", NULL, 0, o);
     ck_assert_marin(marin_future_get(f, 2000, NULL, NULL), MARIN_OK);
     CHECK_REC(0, MARIN_ETOOBIG, "marin_task_gpu_ids");
     ck_assert_int_eq(g_rec[0].flag, 1); /* *n: how many there are */
@@ -1210,7 +1200,7 @@ START_TEST(test_api_task_return_oom)
 {
 #if MARIN_FAULT_INJECTION
     marin_runtime_t *rt = open_rt(RT);
-    marin_future_t *f = submit(rt, "api_return_oom", NULL, 0, NULL);
+    marin_future_t *f = submit_opts(rt, "api_return_oom", NULL, 0, NULL);
     const void *data = NULL;
     size_t len = 0;
     ck_assert_marin(marin_future_get(f, 2000, &data, &len), MARIN_OK);
@@ -1309,7 +1299,7 @@ START_TEST(test_api_constructors_null_on_oom)
     }
     ck_assert_int_gt(fails, 0);
 
-    marin_future_t *dep = submit(rt, "api_noop", NULL, 0, NULL);
+    marin_future_t *dep = submit_opts(rt, "api_noop", NULL, 0, NULL);
     ck_assert_marin(marin_future_get(dep, 2000, NULL, NULL), MARIN_OK);
     fails = 0;
     for (long n = 0; n < 100; n++) {
@@ -1437,7 +1427,7 @@ START_TEST(test_api_constructors_null_on_failure)
     EXPECT_ERR(marin_submit(rt, "api_nope", NULL, 0, NULL, &f),
                MARIN_ENOTFOUND, "'api_nope'");
     ck_assert_ptr_null(f);
-    marin_future_t *dep = submit(rt, "api_echo", "d", 1, NULL);
+    marin_future_t *dep = submit_opts(rt, "api_echo", "d", 1, NULL);
     f = SENTINEL;
     EXPECT_ERR(marin_submit_after(rt, "api_nope", NULL, 0, NULL, &dep, 1, &f),
                MARIN_ENOTFOUND, "'api_nope'");

@@ -97,10 +97,7 @@ static int f_sleep(marin_task_ctx_t *ctx, const void *arg, size_t len,
 static marin_future_t *submit(marin_runtime_t *rt, const char *task,
                               const void *arg, size_t len)
 {
-    marin_future_t *f = NULL;
-    ck_assert_marin(marin_submit(rt, task, arg, len, NULL, &f), MARIN_OK);
-    ck_assert_ptr_nonnull(f);
-    return f;
+    return submit_opts(rt, task, arg, len, NULL);
 }
 
 static marin_future_t *submit_sleep(marin_runtime_t *rt, int ms)

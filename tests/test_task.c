@@ -321,16 +321,6 @@ static void capture_log(int level, const char *msg, void *ud)
 
 /* ---- helpers ---- */
 
-static marin_future_t *submit_opts(marin_runtime_t *rt, const char *task,
-                                   const void *arg, size_t len,
-                                   const marin_task_options_t *o)
-{
-    marin_future_t *f = NULL;
-    ck_assert_marin(marin_submit(rt, task, arg, len, o, &f), MARIN_OK);
-    ck_assert_ptr_nonnull(f);
-    return f;
-}
-
 static marin_future_t *submit(marin_runtime_t *rt, const char *task,
                               const void *arg, size_t len)
 {

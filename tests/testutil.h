@@ -20,6 +20,9 @@ int arg_int(const void *arg, size_t len);
 marin_runtime_t *open_rt(const char *uri);
 /* Task options asking for the resources in @p spec ("cpus=1,TPU=4"). */
 marin_task_options_t *opts_with_resources(const char *spec);
+/* Submit, failing the test unless it is accepted. */
+marin_future_t *submit_opts(marin_runtime_t *rt, const char *task, const void *arg,
+                            size_t len, const marin_task_options_t *o);
 /* A task that does nothing. */
 int noop_task(marin_task_ctx_t *ctx, const void *arg, size_t len, void *ud);
 
