@@ -11,6 +11,9 @@
 #include "marin/task.h"
 #include "marin/future.h"
 #include "marin/map.h"
+#include "marin/actor.h"
+#include "marin/kv.h"
+#include "marin/executor.h"
 #include "marin/experimental.h"
 
 #endif

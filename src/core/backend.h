@@ -133,6 +133,98 @@ static inline marin_future_t *marin__task_future(struct marin__task *t)
 int marin__task_format_id(marin_runtime_t *rt, const struct marin__task *t,
                           char *buf, size_t cap);
 
+/* ---- KV and leases (kv.h): a backend's store; core checks arguments ---- */
+typedef struct marin__kv_ops {
+    int (*put)(void *state, const char *key, const void *val, size_t len);
+    int (*get)(void *state, const char *key, void **val, size_t *len);
+    int (*cas)(void *state, const char *key, const void *expect, size_t elen,
+               const void *val, size_t len);
+    int (*del)(void *state, const char *key);
+    int (*lease_acquire)(void *state, const char *key, const char *owner,
+                         int64_t ttl_ms, uint64_t *token);
+    int (*lease_renew)(void *state, const char *key, const char *owner, int64_t ttl_ms);
+    int (*lease_release)(void *state, const char *key, const char *owner);
+    int (*put_fenced)(void *state, const char *key, const void *val, size_t len,
+                      const char *lease_key, uint64_t token);
+} marin__kv_ops;
+
+/* ---- actors (actor.h) ---- */
+
+/* A registered class (process-wide registry; entries never freed). */
+typedef struct marin__actor_method {
+    char *name;
+    marin_method_fn fn;
+    unsigned flags;
+} marin__actor_method;
+
+typedef struct marin__actor_class_entry {
+    char *name;
+    marin_actor_init_fn init;
+    marin_actor_fini_fn fini;
+    marin_checkpoint_fn save;
+    marin_restore_fn restore;
+    size_t nmethods;
+    marin__actor_method *methods;
+} marin__actor_class_entry;
+
+const marin__actor_class_entry *marin__registry_find_actor_class(const char *name);
+const marin__actor_method *marin__actor_class_method(const marin__actor_class_entry *c,
+                                                     const char *name);
+
+/* Immutable copy of the actor options a create used. */
+typedef struct marin__actor_spec {
+    char *name;                 /* NULL: anonymous */
+    marin_resources_t res;      /* held for the actor's lifetime */
+    int max_restarts;           /* -1 unlimited */
+    int max_concurrency;
+    int get_if_exists;
+    int detached;
+    int64_t checkpoint_every;
+} marin__actor_spec;
+
+/* A handle. Core owns refs and rt; the backend fills id and impl. */
+struct marin_actor {
+    atomic_int refs;
+    marin_runtime_t *rt;
+    void *impl;                 /* backend's object */
+    char id[64];
+};
+
+/* An actor call travels as a task inside its future: name = method (owned
+ * copy), arg = argument, opts = the runtime's defaults. Running one uses
+ * marin__method_execute. */
+typedef struct marin__actor_ops {
+    /* Make (or with get_if_exists, find) an actor; fill a->impl and a->id. */
+    int (*create)(void *state, const marin__actor_class_entry *cls,
+                  const marin__actor_spec *spec, const void *arg, size_t len,
+                  marin_actor_t *a);
+    int (*lookup)(void *state, const char *name, marin_actor_t *a);
+    int (*from_id)(void *state, const char *id, marin_actor_t *a);
+    int (*ready)(void *state, marin_actor_t *a, int64_t timeout_ms);
+    /* Take a call (the backend owns one future reference until settled). */
+    int (*call)(void *state, marin_actor_t *a, struct marin__task *call);
+    int (*checkpoint)(void *state, marin_actor_t *a);
+    int (*kill)(void *state, marin_actor_t *a, int no_restart);
+    /* The handle's last reference went: drop the backend's part. */
+    void (*release)(void *state, marin_actor_t *a);
+} marin__actor_ops;
+
+/* Run one method call on this thread with a task context (so nested
+ * submits and marin_task_return work). Returns the method's code; on
+ * success *result and *len hold what it returned (caller frees); on failure
+ * *msg holds the method's own words (caller frees) or NULL. *died is set
+ * when the method called marin_test_kill_worker. The future is not
+ * touched. */
+int marin__method_execute(marin_runtime_t *rt, struct marin__task *call,
+                          marin_method_fn fn, void *self, void **result,
+                          size_t *len, char **msg, int *died);
+/* The same for a constructor (init), restore or checkpoint hook: @p kind
+ * picks which; self is in/out. */
+enum { MARIN__HOOK_INIT, MARIN__HOOK_RESTORE, MARIN__HOOK_SAVE };
+int marin__hook_execute(marin_runtime_t *rt, const marin__actor_class_entry *cls,
+                        int kind, const void *arg, size_t len, void **self,
+                        void **result, size_t *rlen, char **msg);
+
 /* ---- the backend ops table ---- */
 typedef struct marin__backend {
     const char *name;      /* "local", "redis", "k8s": also the URI scheme */
@@ -151,6 +243,8 @@ typedef struct marin__backend {
     /* A task on this thread is about to block (begin=1) / resumes (0). */
     void (*blocking)(void *state, struct marin__task *t, int begin); /* NULL ok */
     int (*capacity)(void *state, marin_resources_t *out); /* NULL: unsupported */
+    const marin__kv_ops *kv;       /* NULL: MARIN_EUNSUPPORTED */
+    const marin__actor_ops *actor; /* NULL: MARIN_EUNSUPPORTED */
 } marin__backend;
 
 /* NULL-terminated, generated by meson from the `backends` option. */

@@ -22,6 +22,7 @@ void marin__runtime_release(marin_runtime_t *rt)
     if (atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
         return;
     marin__reactor_free(rt);
+    marin__free(rt->prefix_env);
     pthread_mutex_destroy(&rt->log_mu);
     pthread_mutex_destroy(&rt->deps_mu);
     marin__free(rt);
@@ -84,6 +85,11 @@ int marin_runtime_open(const char *uri, marin_runtime_t **out)
     atomic_init(&rt->log_level, rt->env_log_level);
     const char *progress = getenv("MARIN_PROGRESS");
     rt->progress_env = progress && progress[0] == '1';
+    const char *prefix = getenv("MARIN_PREFIX");
+    if (prefix && *prefix && !(rt->prefix_env = marin__strdup(prefix))) {
+        rc = marin__err(MARIN_ENOMEM, "marin_runtime_open: out of memory");
+        goto fail;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(rt->id_prefix, sizeof rt->id_prefix, "%c%x%05lx", b->name[0],

@@ -28,6 +28,7 @@ struct marin_runtime {
     atomic_int log_level;
     int env_log_level;  /* from MARIN_LOG at open */
     int progress_env;   /* MARIN_PROGRESS=1 at open */
+    char *prefix_env;   /* MARIN_PREFIX at open (executor), or NULL */
 
     struct marin__reactor *reactor;
 

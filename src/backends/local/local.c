@@ -15,59 +15,9 @@
 #include <time.h>
 
 #include "alloc.h"
-#include "backend.h"
-#include "capacity.h"
 #include "fail.h"
+#include "local_internal.h"
 
-typedef struct shape {
-    struct shape *next;
-    marin__topts *cached_opts;  /* retained: fast pointer match */
-    marin_resources_t req;
-    int64_t *demand;            /* per capacity slot */
-    int64_t cpus;               /* the lendable part (fixed point) */
-    size_t whole_gpus;          /* exclusive GPUs to assign */
-    int64_t gpu_fraction;       /* plus this share (hundredths) of one GPU */
-    size_t max_running;         /* most of these the capacity can run at once */
-    struct marin__task *head, *tail;
-} shape;
-
-typedef struct worker {
-    struct worker *prev, *next;
-    struct marin__task *running;
-    int gpu_ids[MARIN__MAX_GPUS];
-    size_t gpu_index[MARIN__MAX_GPUS]; /* into local_state.gpu_ids */
-    int64_t gpu_share[MARIN__MAX_GPUS];
-    size_t ngpus;
-} worker;
-
-/* One per worker thread, made at spawn: the thread files it under
- * `exited` when it leaves, and whoever comes next joins it. */
-typedef struct thread_node {
-    struct thread_node *next;
-    struct local_state *s;
-    pthread_t th;
-} thread_node;
-
-typedef struct local_state {
-    marin_runtime_t *rt;
-    pthread_mutex_t mu;
-    pthread_cond_t work_cv;     /* idle workers wait here */
-    pthread_cond_t exit_cv;     /* shutdown waits for threads to leave */
-    marin_resources_t capacity; /* immutable after init */
-    int64_t *free_amt;          /* per capacity slot */
-    size_t cpu_slot, gpu_slot;  /* index into capacity, or SIZE_MAX */
-    int gpu_ids[MARIN__MAX_GPUS];
-    int64_t gpu_used[MARIN__MAX_GPUS]; /* hundredths of each GPU in use */
-    size_t ngpu_ids;
-    shape *shapes;
-    size_t nthreads, nidle, nblocked, max_active;
-    size_t nwaking;             /* idle workers signalled, not yet awake */
-    int64_t idle_ms;
-    worker *workers;            /* threads running a task */
-    thread_node *exited;        /* threads that left, to be joined */
-    int stopping;
-    int signal_pending;         /* a wake-up to send once mu is released */
-} local_state;
 
 /* Release mu, then send the wake-up a kick decided on: signalled with the
  * lock held, the woken thread would block on it at once. */
@@ -80,7 +30,8 @@ static void unlock_and_signal(local_state *s)
         pthread_cond_signal(&s->work_cv);
 }
 
-static const char *const known_params[] = {"resources", "max_threads", "idle_ms", NULL};
+static const char *const known_params[] = {"resources", "max_threads", "idle_ms",
+                                             "state", NULL};
 
 /* ---- capacity and shapes ---- */
 
@@ -115,6 +66,28 @@ static int fits(const local_state *s, const shape *sh)
     return (sh->whole_gpus == 0 && sh->gpu_fraction == 0) || gpus_fit(s, sh);
 }
 
+/* Fill @p sh's demand for @p req (sh->demand allocated by the caller). */
+static void shape_compute(const local_state *s, shape *sh, const marin_resources_t *req)
+{
+    sh->req = *req;
+    for (size_t i = 0; i < req->n; i++) {
+        size_t k = slot_of(s, req->e[i].name);
+        if (k != SIZE_MAX) /* admit() made sure every name exists */
+            sh->demand[k] = req->e[i].amount;
+    }
+    sh->cpus = s->cpu_slot != SIZE_MAX ? sh->demand[s->cpu_slot] : 0;
+    sh->max_running = SIZE_MAX;
+    for (size_t i = 0; i < s->capacity.n; i++)
+        if (sh->demand[i] > 0 && (size_t)(s->capacity.e[i].amount / sh->demand[i]) <
+                                     sh->max_running)
+            sh->max_running = (size_t)(s->capacity.e[i].amount / sh->demand[i]);
+    if (s->gpu_slot != SIZE_MAX) {
+        int64_t g = sh->demand[s->gpu_slot];
+        sh->whole_gpus = (size_t)(g / MARIN__RES_SCALE);
+        sh->gpu_fraction = g % MARIN__RES_SCALE;
+    }
+}
+
 static shape *find_shape_locked(local_state *s, marin__topts *o)
 {
     for (shape *sh = s->shapes; sh; sh = sh->next)
@@ -133,23 +106,7 @@ static shape *find_shape_locked(local_state *s, marin__topts *o)
         marin__free(sh);
         return NULL;
     }
-    sh->req = o->res;
-    for (size_t i = 0; i < o->res.n; i++) {
-        size_t k = slot_of(s, o->res.e[i].name);
-        if (k != SIZE_MAX) /* admit() made sure every name exists */
-            sh->demand[k] = o->res.e[i].amount;
-    }
-    sh->cpus = s->cpu_slot != SIZE_MAX ? sh->demand[s->cpu_slot] : 0;
-    sh->max_running = SIZE_MAX;
-    for (size_t i = 0; i < s->capacity.n; i++)
-        if (sh->demand[i] > 0 && (size_t)(s->capacity.e[i].amount / sh->demand[i]) <
-                                     sh->max_running)
-            sh->max_running = (size_t)(s->capacity.e[i].amount / sh->demand[i]);
-    if (s->gpu_slot != SIZE_MAX) {
-        int64_t g = sh->demand[s->gpu_slot];
-        sh->whole_gpus = (size_t)(g / MARIN__RES_SCALE);
-        sh->gpu_fraction = g % MARIN__RES_SCALE;
-    }
+    shape_compute(s, sh, &o->res);
     marin__topts_retain(o);
     sh->cached_opts = o;
     sh->next = s->shapes;
@@ -233,6 +190,27 @@ static void kick_for_queued_locked(local_state *s)
         kick_locked(s, best);
 }
 
+/* Take @p sh's resources (it fits) and place its GPUs on @p w. */
+static void reserve_locked(local_state *s, const shape *sh, worker *w)
+{
+    for (size_t i = 0; i < s->capacity.n; i++)
+        s->free_amt[i] -= sh->demand[i];
+    w->ngpus = 0;
+    for (size_t g = 0; g < s->ngpu_ids && w->ngpus < sh->whole_gpus; g++)
+        if (s->gpu_used[g] == 0)
+            take_gpu(s, w, g, MARIN__RES_SCALE);
+    if (sh->gpu_fraction > 0) {
+        /* best fit: the fullest GPU the share still fits on */
+        size_t pick = SIZE_MAX;
+        for (size_t g = 0; g < s->ngpu_ids; g++)
+            if (s->gpu_used[g] + sh->gpu_fraction <= MARIN__RES_SCALE &&
+                (pick == SIZE_MAX || s->gpu_used[g] > s->gpu_used[pick]))
+                pick = g;
+        if (pick != SIZE_MAX)
+            take_gpu(s, w, pick, sh->gpu_fraction);
+    }
+}
+
 /* Take the oldest queued task whose shape fits, reserving its resources. */
 static struct marin__task *pick_locked(local_state *s, worker *w, shape **out_shape)
 {
@@ -255,22 +233,7 @@ static struct marin__task *pick_locked(local_state *s, worker *w, shape **out_sh
     if (!best->head)
         best->tail = NULL;
     t->next = NULL;
-    for (size_t i = 0; i < s->capacity.n; i++)
-        s->free_amt[i] -= best->demand[i];
-    w->ngpus = 0;
-    for (size_t g = 0; g < s->ngpu_ids && w->ngpus < best->whole_gpus; g++)
-        if (s->gpu_used[g] == 0)
-            take_gpu(s, w, g, MARIN__RES_SCALE);
-    if (best->gpu_fraction > 0) {
-        /* best fit: the fullest GPU the share still fits on */
-        size_t pick = SIZE_MAX;
-        for (size_t g = 0; g < s->ngpu_ids; g++)
-            if (s->gpu_used[g] + best->gpu_fraction <= MARIN__RES_SCALE &&
-                (pick == SIZE_MAX || s->gpu_used[g] > s->gpu_used[pick]))
-                pick = g;
-        if (pick != SIZE_MAX)
-            take_gpu(s, w, pick, best->gpu_fraction);
-    }
+    reserve_locked(s, best, w);
     *out_shape = best;
     return t;
 }
@@ -282,6 +245,8 @@ static void give_back_locked(local_state *s, const shape *sh, worker *w)
     for (size_t k = 0; k < w->ngpus; k++)
         s->gpu_used[w->gpu_index[k]] -= w->gpu_share[k];
     w->ngpus = 0;
+    if (s->nhold_waiting)
+        pthread_cond_broadcast(&s->hold_cv);
 }
 
 static void link_worker(local_state *s, worker *w)
@@ -468,6 +433,88 @@ static void local_blocking(void *state, struct marin__task *t, int begin)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* The same feasibility test as admit, for any request. */
+static int check_feasible(const local_state *s, const marin_resources_t *req,
+                          const char *what, const char *who)
+{
+    for (size_t i = 0; i < req->n; i++) {
+        const char *name = req->e[i].name;
+        size_t k = slot_of(s, name);
+        int64_t have = k == SIZE_MAX ? 0 : s->capacity.e[k].amount;
+        if (req->e[i].amount > have) {
+            char want[64], cap[64], all[512];
+            marin__res_format_amount(name, req->e[i].amount, want, sizeof want);
+            marin__res_format_amount(name, have, cap, sizeof cap);
+            marin_resources_format(&s->capacity, all, sizeof all);
+            return marin__err(MARIN_EINFEASIBLE,
+                              "%s: %s asks for %s=%s but this local runtime has %s=%s in "
+                              "all (capacity: %s), so it could never run", what, who, name,
+                              want, name, cap, all[0] ? all : "none");
+        }
+    }
+    return MARIN_OK;
+}
+
+int marin__local_hold(local_state *s, const marin_resources_t *req, int64_t timeout_ms,
+                      const char *who, local_hold *h)
+{
+    memset(h, 0, sizeof *h);
+    int rc = check_feasible(s, req, "marin_actor_create", who);
+    if (rc != MARIN_OK)
+        return rc;
+    if (!(h->sh.demand = marin__calloc(s->capacity.n ? s->capacity.n : 1, sizeof(int64_t))))
+        return marin__err(MARIN_ENOMEM, "marin_actor_create: out of memory for %s", who);
+    shape_compute(s, &h->sh, req);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (timeout_ms >= 0) {
+        ts.tv_sec += (time_t)(timeout_ms / 1000);
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping && !fits(s, &h->sh)) {
+        s->nhold_waiting++;
+        int w = timeout_ms < 0 ? pthread_cond_wait(&s->hold_cv, &s->mu)
+                               : pthread_cond_timedwait(&s->hold_cv, &s->mu, &ts);
+        s->nhold_waiting--;
+        if (w != 0 && !fits(s, &h->sh)) {
+            pthread_mutex_unlock(&s->mu);
+            marin__free(h->sh.demand);
+            h->sh.demand = NULL;
+            return marin__err(MARIN_ETIMEDOUT, "marin_actor_create: %s waited %lld ms "
+                              "for its resources to come free", who, (long long)timeout_ms);
+        }
+    }
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        marin__free(h->sh.demand);
+        h->sh.demand = NULL;
+        return marin__err(MARIN_ESTATE, "marin_actor_create: the runtime closed while %s "
+                          "waited for its resources", who);
+    }
+    reserve_locked(s, &h->sh, &h->w);
+    h->held = 1;
+    pthread_mutex_unlock(&s->mu);
+    return MARIN_OK;
+}
+
+void marin__local_unhold(local_state *s, local_hold *h)
+{
+    if (h->held) {
+        pthread_mutex_lock(&s->mu);
+        give_back_locked(s, &h->sh, &h->w);
+        h->held = 0;
+        kick_for_queued_locked(s);
+        unlock_and_signal(s);
+    }
+    marin__free(h->sh.demand);
+    h->sh.demand = NULL;
+}
+
 static int local_capacity(void *state, marin_resources_t *out)
 {
     local_state *s = state;
@@ -482,8 +529,12 @@ static int local_capacity(void *state, marin_resources_t *out)
 static void local_shutdown(void *state)
 {
     local_state *s = state;
+    /* Actors first: their pending calls fail, their threads are asked to
+     * stop; methods blocked on tasks wake when the tasks end below. */
+    marin__local_actors_stop(s);
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
+    pthread_cond_broadcast(&s->hold_cv);
     struct marin__task *queued = NULL;
     for (shape *sh = s->shapes; sh; sh = sh->next) {
         if (sh->tail) {
@@ -533,11 +584,14 @@ static void local_shutdown(void *state)
         pthread_cond_wait(&s->exit_cv, &s->mu);
     reap_locked(s);
     pthread_mutex_unlock(&s->mu);
+    marin__local_actors_join(s);
 }
 
 static void local_fini(void *state)
 {
     local_state *s = state;
+    marin__local_actors_fini(s);
+    marin__local_kv_close(s);
     while (s->shapes) {
         shape *sh = s->shapes;
         s->shapes = sh->next;
@@ -548,6 +602,7 @@ static void local_fini(void *state)
     marin__free(s->free_amt);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->exit_cv);
+    pthread_cond_destroy(&s->hold_cv);
     pthread_mutex_destroy(&s->mu);
 }
 
@@ -649,6 +704,12 @@ static int local_init(void *state, marin_runtime_t *rt, const marin__uri *uri)
     pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->exit_cv, NULL);
+    pthread_cond_init(&s->hold_cv, NULL);
+    if ((rc = marin__local_kv_open(s, marin__uri_param(uri, "state"))) != MARIN_OK ||
+        (rc = marin__local_actors_init(s)) != MARIN_OK) {
+        local_fini(s); /* the runtime calls fini only after a good init */
+        return rc;
+    }
     return MARIN_OK;
 }
 
@@ -663,4 +724,6 @@ const marin__backend marin__backend_local = {
     .cancel = NULL,
     .blocking = local_blocking,
     .capacity = local_capacity,
+    .kv = &marin__local_kv_ops,
+    .actor = &marin__local_actor_ops,
 };
