@@ -97,6 +97,9 @@ static inline int marin__state_done(unsigned s)
  * taken over (freed if this call loses). @p error is copied. */
 int marin__future_finish(marin_future_t *f, unsigned state, int status,
                          void *result, size_t len, const char *error);
+/* Allocate a pending future for rt with one reference for the caller and
+ * one for the system side. NULL when out of memory. */
+marin_future_t *marin__future_new(marin_runtime_t *rt);
 /* Add @p l; returns 0 if added, 1 if f had already finished (not added). */
 int marin__future_listen(marin_future_t *f, marin__listener *l);
 /* Remove @p l if still registered; 1 when removed. */

@@ -69,8 +69,5 @@ void marin__timer_cancel(marin_runtime_t *rt, marin__timer *t);
 void marin__cancel_dep_waiters(marin_runtime_t *rt);
 /* future.c: give up the current slab (at close; its futures live on). */
 void marin__future_slab_retire(marin_runtime_t *rt);
-/* future.c: allocate a pending future for rt with one reference for the
- * caller and one for the system side. */
-marin_future_t *marin__future_new(marin_runtime_t *rt);
 
 #endif

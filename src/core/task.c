@@ -16,6 +16,7 @@ struct marin_task_ctx {
     int attempt;
     int worker_died;
     int blocked;      /* resources lent back while waiting */
+    int no_lend;      /* actor methods: resources are held for life */
     void *result;
     size_t result_len;
     char *fail_msg;
@@ -59,7 +60,7 @@ marin_runtime_t *marin__current_task_runtime(void)
 void marin__block_begin(void)
 {
     marin_task_ctx_t *c = current_ctx;
-    if (!c || c->blocked++ > 0)
+    if (!c || c->no_lend || c->blocked++ > 0)
         return;
     if (c->rt->backend->blocking)
         c->rt->backend->blocking(c->rt->bstate, c->t, 1);
@@ -68,7 +69,7 @@ void marin__block_begin(void)
 void marin__block_end(void)
 {
     marin_task_ctx_t *c = current_ctx;
-    if (!c || --c->blocked > 0)
+    if (!c || c->no_lend || --c->blocked > 0)
         return;
     if (c->rt->backend->blocking)
         c->rt->backend->blocking(c->rt->bstate, c->t, 0);
@@ -482,6 +483,118 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
     if (settled)
         marin__task_cleanup(t);
     return settled;
+}
+
+/* ---- actor methods and hooks ---- */
+
+/* Run @p fn with a context for @p call (which lives in a future). */
+static int run_with_ctx(marin_runtime_t *rt, struct marin__task *call,
+                        int (*invoke)(marin_task_ctx_t *ctx, void *a), void *a,
+                        void **result, size_t *len, char **msg, int *died)
+{
+    marin_task_ctx_t ctx = {0};
+    ctx.rt = rt;
+    ctx.t = call;
+    ctx.f = marin__task_future(call);
+    ctx.attempt = 1;
+    ctx.no_lend = 1;
+    marin_task_ctx_t *prev = current_ctx;
+    current_ctx = &ctx;
+    marin__api_exit(MARIN_OK);
+    int rc = invoke(&ctx, a);
+    current_ctx = prev;
+    if (rc > 0)
+        rc = marin__err(MARIN_ETASK, "the method returned %d, which is not 0 or a "
+                        "negative marin code", rc);
+    if (ctx.worker_died)
+        rc = MARIN_EWORKER;
+    *died = ctx.worker_died;
+    *msg = NULL;
+    if (rc == MARIN_OK) {
+        *result = ctx.result;
+        *len = ctx.result_len;
+        ctx.result = NULL;
+    } else {
+        *result = NULL;
+        *len = 0;
+        const char *detail = marin__err_msg();
+        *msg = ctx.fail_msg ? ctx.fail_msg
+               : ctx.worker_died ? marin__strdup("the host died (simulated by "
+                                                 "marin_test_kill_worker)")
+               : marin__strdup(detail[0] ? detail : marin_strerror(rc));
+        ctx.fail_msg = NULL;
+    }
+    marin__free(ctx.result);
+    marin__free(ctx.fail_msg);
+    return rc;
+}
+
+struct method_args {
+    marin_method_fn fn;
+    void *self;
+    const void *arg;
+    size_t len;
+};
+
+static int invoke_method(marin_task_ctx_t *ctx, void *a)
+{
+    struct method_args *m = a;
+    return m->fn(ctx, m->self, m->arg, m->len);
+}
+
+int marin__method_execute(marin_runtime_t *rt, struct marin__task *call,
+                          marin_method_fn fn, void *self, void **result,
+                          size_t *len, char **msg, int *died)
+{
+    struct method_args m = {fn, self, call->arg, call->arg_len};
+    return run_with_ctx(rt, call, invoke_method, &m, result, len, msg, died);
+}
+
+struct hook_args {
+    const marin__actor_class_entry *cls;
+    int kind;
+    const void *arg;
+    size_t len;
+    void **self;
+};
+
+static int invoke_hook(marin_task_ctx_t *ctx, void *a)
+{
+    struct hook_args *h = a;
+    switch (h->kind) {
+    case MARIN__HOOK_INIT:
+        return h->cls->init(ctx, h->arg, h->len, h->self);
+    case MARIN__HOOK_RESTORE:
+        return h->cls->restore(ctx, h->arg, h->len, h->self);
+    default:
+        return h->cls->save(ctx, *h->self);
+    }
+}
+
+int marin__hook_execute(marin_runtime_t *rt, const marin__actor_class_entry *cls,
+                        int kind, const void *arg, size_t len, void **self,
+                        void **result, size_t *rlen, char **msg)
+{
+    /* Hooks get a context like methods do, carried by a private future. */
+    static const char *const what[] = {"__init__", "__restore__", "__checkpoint__"};
+    marin_future_t *f = marin__future_new(rt);
+    if (!f) {
+        *result = NULL;
+        *rlen = 0;
+        *msg = NULL;
+        return marin__err(MARIN_ENOMEM, "out of memory running %s of actor class '%s'",
+                          what[kind], cls->name);
+    }
+    f->task.name = what[kind];
+    f->task.opts = rt->default_opts;
+    marin__topts_retain(f->task.opts);
+    struct hook_args h = {cls, kind, arg, len, self};
+    int died = 0;
+    int rc = run_with_ctx(rt, &f->task, invoke_hook, &h, result, rlen, msg, &died);
+    marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, NULL);
+    marin_future_release(f);
+    marin_future_release(f);
+    return rc;
 }
 
 void marin__task_retry_refused(struct marin__task *t, int rc)

@@ -1,0 +1,80 @@
+/* The executor's status file (executor_status.c), shared with executor.c
+ * and the tests. Private.
+ *
+ * <output>/.executor_status holds one JSON object per line, the last line
+ * being the step's current state:
+ *   {"state":"RUNNING","attempt":2,"time":"2026-11-26T08:30:00.123Z",
+ *    "owner":"host:4242:9f3c2a1b","step":"tokenize","token":7}
+ * plus "error" on FAILED lines. Lines are appended by rewriting the whole
+ * file into a temporary file in the same directory, fsync, rename, fsync of
+ * the directory, so a reader sees the old or the new file, never a torn
+ * one. docs/executor.md describes the format. */
+#ifndef MARIN_CORE_EXECUTOR_INTERNAL_H
+#define MARIN_CORE_EXECUTOR_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "marin/common.h"
+
+/* Name of the status file inside a step's output directory. */
+#define MARIN__XSTATUS_FILE ".executor_status"
+/* Largest status file read (bytes); a larger one is reported corrupt. */
+#define MARIN__XSTATUS_MAX ((size_t)4 << 20)
+/* Room for the time field: "2026-11-26T08:30:00.123Z" and NUL. */
+#define MARIN__XSTATUS_TIME_CAP 32
+
+/* The last line of a status file. */
+typedef struct marin__xstatus {
+    int state;    /* MARIN_STEP_*; MARIN_STEP_NONE for no file / no lines */
+    int attempt;  /* 0 with no status */
+    size_t lines; /* lines in the file */
+    char time[MARIN__XSTATUS_TIME_CAP];
+    char owner[MARIN_NAME_MAX + 1];
+} marin__xstatus;
+
+/* "WAITING", "RUNNING", "SUCCESS", "FAILED" ("NONE" for MARIN_STEP_NONE). */
+const char *marin__xstatus_state_name(int state);
+
+/* Parse the bytes of a status file (@p file only names it in messages).
+ * Every line must be a JSON object with "state" (one of the four names),
+ * "attempt" (an integer 0..INT_MAX), "time" and "owner" (strings); other
+ * fields are allowed and ignored. The final newline may be missing.
+ * @return MARIN_OK with the last line in *out (state NONE for no bytes);
+ * MARIN_EPROTO with the message "FILE:LINE: why". Never reads past
+ * @p len; any bytes are safe. */
+int marin__xstatus_parse(const char *file, const char *data, size_t len,
+                         marin__xstatus *out);
+
+/* Read and parse @p file; a missing file is MARIN_OK with state NONE.
+ * @return as parse; MARIN_EUNAVAILABLE when it cannot be read (the message
+ * names the file and why); MARIN_EPROTO also for a file over
+ * MARIN__XSTATUS_MAX bytes; MARIN_ENOMEM. */
+int marin__xstatus_read(const char *file, marin__xstatus *out);
+
+/* One status line (with its newline) in a new buffer (marin__free).
+ * @p error may be NULL; @p token 0 leaves "token" out. NULL when out of
+ * memory. */
+char *marin__xstatus_format(const char *step, int state, int attempt,
+                            const char *owner, uint64_t token,
+                            const char *error);
+
+/* Append a line to @p file (read it, check it, write FILE.tmp.PID.RAND in
+ * the same directory, fsync, rename over FILE, fsync the directory).
+ * @return MARIN_OK; MARIN_EPROTO when the file present is corrupt (it is
+ * left as it is); MARIN_EUNAVAILABLE (the message names the file and the
+ * system error); MARIN_ENOMEM. */
+int marin__xstatus_append(const char *file, const char *step, int state,
+                          int attempt, const char *owner, uint64_t token,
+                          const char *error);
+
+/* The canonical encoding that a step's HASH8 is computed over (see
+ * docs/executor.md), in a new buffer (marin__free) of *len bytes; NULL when
+ * out of memory. @p deps are the dependencies' output paths relative to the
+ * prefix ("NAME-HASH8"). */
+unsigned char *marin__xstep_encode(const char *name, const void *config,
+                                   size_t config_len, const char *version,
+                                   const char *const *deps, size_t ndeps,
+                                   size_t *len);
+
+#endif
