@@ -31,8 +31,11 @@ extern "C" {
 /** Store @p val (@p len bytes, NULL when 0) under @p key, replacing any value.
  *  @return MARIN_OK; MARIN_EINVAL (bad key, NULL); MARIN_ETOOBIG (over
  *  MARIN_KV_VALUE_MAX); MARIN_EUNSUPPORTED (backend has no KV);
- *  MARIN_EUNAVAILABLE (the store cannot be read or written: the message says
- *  which file and why). */
+ *  MARIN_ESTATE (the runtime is closing); MARIN_EUNAVAILABLE (the store
+ *  cannot be read or written: the message says which file and why);
+ *  MARIN_EPROTO (a file of a file-backed store is corrupt: the message names
+ *  it, and the keys it holds stay unusable until it is removed);
+ *  MARIN_ENOMEM. */
 MARIN_API int marin_kv_put(marin_runtime_t *rt, const char *key, const void *val,
                            size_t len);
 

@@ -148,7 +148,8 @@ int marin_lease_acquire(marin_runtime_t *rt, const char *key, const char *owner,
     if (rc == MARIN_OK)
         rc = check_store(rt, key, fn);
     if (rc == MARIN_OK) {
-        rc = rt->backend->kv->lease_acquire(rt->bstate, key, owner, ttl_ms, fencing_token);
+        rc = rt->backend->kv->lease_acquire(rt->bstate, key, owner, ttl_ms,
+                                            fencing_token);
         if (rc != MARIN_OK)
             *fencing_token = 0;
     }
