@@ -9,6 +9,7 @@
 #                    then $(EXTRA_TESTS)
 #   make demo        build; run examples/demo_pipeline into $(DEMO_OUT)
 #   make demo-check  run the demo twice from one manifest, compare the bytes
+#   make tsan        only the TSan stage (actor, lease and threaded suites)
 #   make bench       build; run build/bench/marin-bench local
 #   make clean       remove build/, build-asan/, build-tsan/ and out/
 
@@ -33,8 +34,9 @@ ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 TSAN_BUILD ?= build-tsan
 TSAN_SETUP_ARGS := -Db_sanitize=thread -Db_lundef=false
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-# The suites where threads meet: futures, tasks, the local scheduler, the map.
-TSAN_SUITES := future task local map runtime
+# The suites where threads meet: futures, tasks, the local scheduler, the
+# map, actors and leases.
+TSAN_SUITES := future task local map runtime actor kv
 
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libuv1-dev \
     libzstd-dev zstd check libsubunit-dev libhiredis-dev libjansson-dev \
@@ -52,7 +54,7 @@ EXTRA_TESTS  :=
 
 export PYTHON
 
-.PHONY: all deps build test test-c test-asan test-tsan test-tsan-run demo demo-check bench clean
+.PHONY: all deps build test test-c test-asan test-tsan test-tsan-run tsan demo demo-check bench clean
 
 all: build
 
@@ -140,6 +142,8 @@ test-tsan: $(TSAN_BUILD)/build.ninja
 	  head -3 $$probe/err; rm -rf $$probe; exit 0; \
 	fi; rm -rf $$probe; \
 	$(MAKE) --no-print-directory test-tsan-run
+
+tsan: test-tsan
 
 test-tsan-run:
 	@echo "==> ninja -C $(TSAN_BUILD)  (TSan)"

@@ -25,6 +25,7 @@
 
 #include <marin/marin.h>
 
+#include "bench_groups.h"
 #include "bench_pthread_ref.h"
 #include "bench_util.h"
 
@@ -41,7 +42,7 @@ typedef struct bench_cfg {
     int no_ref;        /* skip the pthread reference (for profiling) */
 } bench_cfg;
 
-/* Groups: memory, latency, submit_get, map, wait. */
+/* Groups: memory, latency, submit_get, map, wait, actor, lease, executor. */
 static int want(const bench_cfg *cfg, const char *group)
 {
     return !cfg->only || strcmp(cfg->only, group) == 0;
@@ -437,7 +438,8 @@ static void usage(void)
             "  --quick   100k tasks per run instead of 1M (smoke run)\n"
             "  --cpus N  cpus of the runtime and reference threads"
             " (default: online CPUs)\n"
-            "  --only G  one group: memory, latency, submit_get, map, wait\n"
+            "  --only G  one group: memory, latency, submit_get, map, wait,\n"
+            "            actor, lease, executor\n"
             "  --no-ref  skip the pthread reference and the ratios\n");
 }
 
@@ -578,7 +580,11 @@ static int run_local(const bench_cfg *cfg)
         (want(cfg, "map") && (rc = group_map(cfg, rt, &pool)) != MARIN_OK) ||
         (want(cfg, "wait") &&
          (rc = marin_wait_fanin(rt, futs, cfg->wait_n, cfg->wait_rounds)) !=
-             MARIN_OK))
+             MARIN_OK) ||
+        (want(cfg, "actor") &&
+         (rc = bench_actors(rt, cfg->n / 20, cfg->n, cfg->ncpu, cfg->no_ref)) != 0) ||
+        (want(cfg, "lease") && (rc = bench_leases(rt, cfg->n / 5)) != 0) ||
+        (want(cfg, "executor") && (rc = bench_executor(rt, 50)) != 0))
         goto out;
     rc = 0;
 out:
