@@ -191,16 +191,24 @@ static void destroy_instance(lactor *a)
     a->self = NULL;
 }
 
-/* Store a checkpoint (called with a->mu held; drops it meanwhile). */
+/* Store a checkpoint (called with a->mu held; drops it meanwhile). The
+ * caller counts in a->running, so no restart can drop the instance under
+ * the hook; if the actor crashed or was killed meanwhile, the checkpoint is
+ * of a lost instance and is not kept (MARIN_EWORKER). */
 static int checkpoint_locked(lactor *a, char **msg)
 {
     void *self = a->self;
+    uint64_t epoch = a->epoch;
     pthread_mutex_unlock(&a->mu);
     void *bytes = NULL;
     size_t len = 0;
     int rc = marin__hook_execute(a->s->rt, a->cls, MARIN__HOOK_SAVE, NULL, 0, &self, &bytes,
                                  &len, msg);
     pthread_mutex_lock(&a->mu);
+    if (rc == MARIN_OK && epoch != a->epoch) {
+        marin__free(bytes);
+        return MARIN_EWORKER;
+    }
     if (rc == MARIN_OK) {
         marin__free(a->ckpt);
         a->ckpt = bytes;
@@ -299,7 +307,13 @@ static int can_take_locked(const lactor *a)
 static void run_checkpoint_request(lactor *a, struct marin__task *t)
 {
     char *msg = NULL;
+    a->running++;
     int rc = a->cls->save ? checkpoint_locked(a, &msg) : MARIN_EUNSUPPORTED;
+    a->running--;
+    pthread_cond_broadcast(&a->work_cv);
+    if (rc == MARIN_EWORKER && !msg)
+        msg = marin__strdup("the actor was killed or crashed while the checkpoint was "
+                            "taken");
     pthread_mutex_unlock(&a->mu);
     if (rc == MARIN_OK) {
         call_finish(t, MARIN_FUTURE_SUCCEEDED, MARIN_OK, NULL, 0, NULL);
@@ -339,14 +353,28 @@ static void run_call(lactor *a, size_t slot, struct marin__task *t)
     int rc = marin__method_execute(a->s->rt, t, m->fn, self, &result, &len, &msg, &died);
 
     pthread_mutex_lock(&a->mu);
+    char text[1200];
+    int replay = 0;
+    if (rc == MARIN_OK && !died && epoch == a->epoch && a->spec.checkpoint_every > 0 &&
+        ++a->since_ckpt >= a->spec.checkpoint_every) {
+        /* Before acknowledging, and still counted as running: a restart must
+         * neither lose an acknowledged call nor drop the instance under the
+         * hook. */
+        char *cmsg = NULL;
+        int crc = checkpoint_locked(a, &cmsg);
+        if (crc != MARIN_OK && crc != MARIN_EWORKER)
+            marin__log(a->s->rt, MARIN_LOG_WARN, "actor %s: automatic checkpoint after "
+                       "'%s' failed: %s", shown(a), t->name,
+                       cmsg ? cmsg : marin_strerror(crc));
+        marin__free(cmsg);
+    }
     a->running--;
     a->inflight[slot] = NULL;
     pthread_cond_broadcast(&a->work_cv); /* a settle or checkpoint may wait */
-    char text[1200];
-    int replay = 0;
     if (epoch != a->epoch || died) {
         /* The instance it ran on is gone (killed, or a crash here or in a
-         * method beside it). Kill already finished the future. */
+         * method beside it, maybe during its checkpoint). Kill already
+         * finished the future. */
         int own = died && epoch == a->epoch;
         if (own)
             crashed_locked(a, t->name);
@@ -367,16 +395,6 @@ static void run_call(lactor *a, size_t slot, struct marin__task *t)
                      own ? "" : " (in another call)");
             rc = MARIN_EWORKER;
         }
-    } else if (rc == MARIN_OK && a->spec.checkpoint_every > 0 &&
-               ++a->since_ckpt >= a->spec.checkpoint_every) {
-        /* Before acknowledging: a restart must not lose an acked call. */
-        char *cmsg = NULL;
-        int crc = checkpoint_locked(a, &cmsg);
-        if (crc != MARIN_OK)
-            marin__log(a->s->rt, MARIN_LOG_WARN, "actor %s: automatic checkpoint after "
-                       "'%s' failed: %s", shown(a), t->name,
-                       cmsg ? cmsg : marin_strerror(crc));
-        marin__free(cmsg);
     }
     if (replay) {
         marin__free(msg);
@@ -409,18 +427,20 @@ static void *actor_main(void *p)
         int rc = build(a, 0, &msg);
         pthread_mutex_lock(&a->mu);
         struct marin__task *drop = NULL;
+        int failed = 0;
         if (rc == MARIN_OK && a->state == A_STARTING) {
             a->state = A_READY;
         } else if (rc != MARIN_OK && a->state == A_STARTING) {
             fail_locked(a, rc, "failed in its constructor", msg);
             drop = take_pending_locked(a);
+            failed = 1;
         }
         char why[1024];
         snprintf(why, sizeof why, "%s", reason(a));
         pthread_cond_broadcast(&a->work_cv);
         pthread_cond_broadcast(&a->state_cv);
         marin__free(msg);
-        if (drop) {
+        if (failed) {
             int code = a->code;
             pthread_mutex_unlock(&a->mu);
             unname(a);
@@ -623,6 +643,7 @@ static int actor_create(void *state, const marin__actor_class_entry *cls,
         pthread_cond_broadcast(&a->work_cv);
         pthread_mutex_unlock(&a->mu);
         unname(a);
+        marin__local_unhold(s, &a->hold);
         return rc;
     }
     pthread_mutex_unlock(&a->mu);
@@ -645,7 +666,8 @@ static int find_by(void *state, const char *key, int by_id, marin_actor_t *h)
     int dead = 0;
     if (found) {
         pthread_mutex_lock(&found->mu);
-        dead = found->state == A_DEAD || found->state == A_DYING;
+        dead = found->state == A_DEAD || found->state == A_DYING ||
+               found->state == A_FAILED;
         pthread_mutex_unlock(&found->mu);
     }
     if (found && !dead)
