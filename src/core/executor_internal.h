@@ -5,9 +5,10 @@
  * being the step's current state:
  *   {"state":"RUNNING","attempt":2,"time":"2026-11-26T08:30:00.123Z",
  *    "owner":"host:4242:9f3c2a1b","step":"tokenize","token":7}
- * plus "error" on FAILED lines. Lines are appended by rewriting the whole
- * file into a temporary file in the same directory, fsync, rename, fsync of
- * the directory, so a reader sees the old or the new file, never a torn
+ * plus "error" on FAILED lines ("note" on others, e.g. a repaired
+ * SUCCESS). Lines are appended by rewriting the whole file into a
+ * temporary file in the same directory, fsync, rename, fsync of the
+ * directory, so a reader sees the old or the new file, never a torn
  * one. docs/executor.md describes the format. */
 #ifndef MARIN_CORE_EXECUTOR_INTERNAL_H
 #define MARIN_CORE_EXECUTOR_INTERNAL_H
@@ -53,14 +54,17 @@ int marin__xstatus_parse(const char *file, const char *data, size_t len,
 int marin__xstatus_read(const char *file, marin__xstatus *out);
 
 /* One status line (with its newline) in a new buffer (marin__free).
- * @p error may be NULL; @p token 0 leaves "token" out. NULL when out of
+ * @p error (may be NULL) is written as "error" on a FAILED line and as
+ * "note" on the others; @p token 0 leaves "token" out. NULL when out of
  * memory. */
 char *marin__xstatus_format(const char *step, int state, int attempt,
                             const char *owner, uint64_t token,
                             const char *error);
 
-/* Append a line to @p file (read it, check it, write FILE.tmp.PID.RAND in
- * the same directory, fsync, rename over FILE, fsync the directory).
+/* Append a line to @p file (read it, check it, write FILE.tmp.PID.NS in
+ * the same directory, fsync, rename over FILE, fsync the directory; the two
+ * fsyncs only for SUCCESS and FAILED lines: WAITING and RUNNING are atomic
+ * but not durable).
  * @return MARIN_OK; MARIN_EPROTO when the file present is corrupt (it is
  * left as it is); MARIN_EUNAVAILABLE (the message names the file and the
  * system error); MARIN_ENOMEM. */

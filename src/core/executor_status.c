@@ -313,7 +313,8 @@ char *marin__xstatus_format(const char *step, int state, int attempt,
     if (token && token <= (uint64_t)INT64_MAX &&
         set_new(o, "token", json_integer((json_int_t)token)))
         goto done;
-    if (error && set_new(o, "error", json_text(error)))
+    if (error && set_new(o, state == MARIN_STEP_FAILED ? "error" : "note",
+                         json_text(error)))
         goto done;
     text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!text)
@@ -351,8 +352,8 @@ static int write_all(int fd, const char *p, size_t n)
 static int sync_dir(const char *file)
 {
     const char *slash = strrchr(file, '/');
-    char *dir = slash ? marin__strndup(file, slash == file ? 1 : (size_t)(slash - file))
-                      : marin__strdup(".");
+    size_t n = slash == file ? 1 : (size_t)(slash - file);
+    char *dir = slash ? marin__strndup(file, n) : marin__strdup(".");
     if (!dir)
         return marin__err(MARIN_ENOMEM, "%s: out of memory", file);
     int rc = MARIN_OK;
@@ -406,6 +407,11 @@ int marin__xstatus_append(const char *file, const char *step, int state,
         tmp[0] = '\0'; /* not ours: never remove it */
         goto done;
     }
+    /* SUCCESS and FAILED are durable (fsync of the file, then of the
+     * directory after the rename); WAITING and RUNNING are only atomic:
+     * after a power cut they may be missing, which reads as "not run" and
+     * is what a crashed driver's RUNNING means anyway. */
+    int durable = state == MARIN_STEP_SUCCESS || state == MARIN_STEP_FAILED;
     int werr = 0;
     if (old_len && write_all(fd, old, old_len))
         werr = 1;
@@ -413,7 +419,7 @@ int marin__xstatus_append(const char *file, const char *step, int state,
         werr = 1;
     if (!werr && write_all(fd, line, strlen(line)))
         werr = 1;
-    if (!werr && fsync(fd) != 0)
+    if (!werr && durable && fsync(fd) != 0)
         werr = 1;
     if (werr) {
         rc = marin__err(MARIN_EUNAVAILABLE, "%s: cannot write: %s", tmp,
@@ -433,7 +439,8 @@ int marin__xstatus_append(const char *file, const char *step, int state,
         goto done;
     }
     tmp[0] = '\0'; /* renamed: nothing to remove */
-    rc = sync_dir(file);
+    if (durable)
+        rc = sync_dir(file);
 done:
     if (fd >= 0)
         close(fd);
