@@ -14,7 +14,10 @@
  * max_restarts; calls in flight fail with MARIN_EWORKER unless the method is
  * MARIN_METHOD_IDEMPOTENT, then they are replayed; calls made while it
  * restarts wait for it. A method returning an error (marin_task_fail or a
- * code) fails only that call. A non-detached actor lives until killed or
+ * code) fails only that call. With max_concurrency above 1, a call that
+ * failed with MARIN_EWORKER may still have changed the state that a
+ * checkpoint taken after a call beside it captured: callers that retry such
+ * calls should make them safe to repeat (e.g. carry a request id). A non-detached actor lives until killed or
  * until the runtime that created it closes; a detached one until killed or
  * its namespace is purged (on local: until the runtime closes).
  *
@@ -97,7 +100,10 @@ MARIN_API int marin_actor_options_set_get_if_exists(marin_actor_options_t *o, in
 /** Live until killed, not until the creating runtime/driver goes. */
 MARIN_API int marin_actor_options_set_detached(marin_actor_options_t *o, int on);
 /** Checkpoint automatically after every @p n successful calls (0: only on
- *  request, the default). Needs checkpoint hooks. */
+ *  request, the default). Needs checkpoint hooks. The checkpoint is stored
+ *  before the call that triggers it completes, so with n = 1 every
+ *  acknowledged call survives a restart; if that checkpoint fails, the call
+ *  fails with the hook's error. Checkpoints of one actor never overlap. */
 MARIN_API int marin_actor_options_set_checkpoint_every(marin_actor_options_t *o,
                                                        int64_t n);
 MARIN_API void marin_actor_options_destroy(marin_actor_options_t *o);
@@ -126,7 +132,9 @@ MARIN_API int marin_actor_lookup(marin_runtime_t *rt, const char *name,
 /** Call @p method with @p arg; *out is a future of the method's result.
  *  @return MARIN_OK; MARIN_ENOTFOUND (no such method: names class and
  *  method); MARIN_ESTATE (actor killed or dead for good: its reason);
- *  MARIN_EINVAL; MARIN_ENOMEM. A constructor that failed fails the future. */
+ *  MARIN_EINVAL; MARIN_ENOMEM. When the constructor failed, or a restart
+ *  could not rebuild the instance, the call is accepted and its future fails
+ *  with that error. */
 MARIN_API int marin_actor_call(marin_actor_t *a, const char *method, const void *arg,
                                size_t len, marin_future_t **out);
 /** Take a checkpoint now (after the calls made before it). Blocks until it is

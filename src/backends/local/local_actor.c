@@ -43,6 +43,7 @@ typedef struct lactor {
     void *self;
     int has_self;
     int busy;                     /* a thread is rebuilding or retiring it */
+    int saving;                   /* a checkpoint hook runs (one at a time) */
     struct marin__task *head, *tail; /* pending calls */
     struct marin__task **inflight;   /* per thread slot */
     size_t running;
@@ -197,6 +198,11 @@ static void destroy_instance(lactor *a)
  * of a lost instance and is not kept (MARIN_EWORKER). */
 static int checkpoint_locked(lactor *a, char **msg)
 {
+    /* One at a time, in the order they start: a save that began earlier
+     * (and saw older state) must not be stored over a later one. */
+    while (a->saving)
+        pthread_cond_wait(&a->state_cv, &a->mu);
+    a->saving = 1;
     void *self = a->self;
     uint64_t epoch = a->epoch;
     pthread_mutex_unlock(&a->mu);
@@ -205,6 +211,8 @@ static int checkpoint_locked(lactor *a, char **msg)
     int rc = marin__hook_execute(a->s->rt, a->cls, MARIN__HOOK_SAVE, NULL, 0, &self, &bytes,
                                  &len, msg);
     pthread_mutex_lock(&a->mu);
+    a->saving = 0;
+    pthread_cond_broadcast(&a->state_cv);
     if (rc == MARIN_OK && epoch != a->epoch) {
         marin__free(bytes);
         return MARIN_EWORKER;
@@ -248,10 +256,14 @@ static void settle_locked(lactor *a)
     }
     if (restarting && rc == MARIN_OK) {
         a->state = A_READY;
-        marin__log(a->s->rt, MARIN_LOG_WARN, "actor %s (class '%s') restarted (%d of %s)%s",
-                   shown(a), a->cls->name, a->restarts,
-                   a->spec.max_restarts < 0 ? "unlimited" : "max_restarts",
-                   a->has_ckpt ? " from its last checkpoint" : " by its constructor");
+        char of[32] = "unlimited";
+        if (a->spec.max_restarts >= 0)
+            snprintf(of, sizeof of, "%d", a->spec.max_restarts);
+        marin__log(a->s->rt, MARIN_LOG_WARN, "actor %s (class '%s') restarted %s (restart "
+                   "%d, max_restarts %s)", shown(a), a->cls->name,
+                   a->has_ckpt && a->cls->restore ? "from its last checkpoint"
+                                                  : "by its constructor",
+                   a->restarts, of);
     } else {
         if (restarting)
             fail_locked(a, rc, "could not be rebuilt after a restart", msg);
@@ -362,10 +374,18 @@ static void run_call(lactor *a, size_t slot, struct marin__task *t)
          * hook. */
         char *cmsg = NULL;
         int crc = checkpoint_locked(a, &cmsg);
-        if (crc != MARIN_OK && crc != MARIN_EWORKER)
-            marin__log(a->s->rt, MARIN_LOG_WARN, "actor %s: automatic checkpoint after "
-                       "'%s' failed: %s", shown(a), t->name,
-                       cmsg ? cmsg : marin_strerror(crc));
+        if (crc != MARIN_OK && crc != MARIN_EWORKER) {
+            /* Not durable, so not acknowledged: a restart would lose it. */
+            marin__free(result);
+            result = NULL;
+            marin__free(msg);
+            char buf[900];
+            snprintf(buf, sizeof buf, "the method succeeded but the automatic checkpoint "
+                     "after it failed, so a restart could lose its effect: %s",
+                     cmsg ? cmsg : marin_strerror(crc));
+            msg = marin__strdup(buf);
+            rc = crc;
+        }
         marin__free(cmsg);
     }
     a->running--;
