@@ -350,6 +350,9 @@ static void *worker_main(void *arg)
 
 /* ---- ops ---- */
 
+static int check_feasible(const local_state *s, const marin_resources_t *req,
+                          const char *what, const char *who);
+
 static int local_admit(void *state, struct marin__task *t)
 {
     local_state *s = state;
@@ -358,23 +361,9 @@ static int local_admit(void *state, struct marin__task *t)
                           "marin_submit: no task named '%s' is registered in this process "
                           "(register it with marin_register_task before submitting)",
                           t->name);
-    const marin_resources_t *req = &t->opts->res;
-    for (size_t i = 0; i < req->n; i++) {
-        const char *name = req->e[i].name;
-        size_t k = slot_of(s, name);
-        int64_t have = k == SIZE_MAX ? 0 : s->capacity.e[k].amount;
-        if (req->e[i].amount > have) {
-            char want[64], cap[64], all[512];
-            marin__res_format_amount(name, req->e[i].amount, want, sizeof want);
-            marin__res_format_amount(name, have, cap, sizeof cap);
-            marin_resources_format(&s->capacity, all, sizeof all);
-            return marin__err(MARIN_EINFEASIBLE,
-                              "marin_submit: task '%s' asks for %s=%s but this local "
-                              "runtime has %s=%s in all (capacity: %s), so it could never "
-                              "run", t->name, name, want, name, cap, all[0] ? all : "none");
-        }
-    }
-    return MARIN_OK;
+    char who[MARIN_NAME_MAX + 16];
+    snprintf(who, sizeof who, "task '%s'", t->name);
+    return check_feasible(s, &t->opts->res, "marin_submit", who);
 }
 
 static int local_submit(void *state, struct marin__task *t)
