@@ -27,12 +27,12 @@ ASAN_BUILD ?= build-asan
 DEMO_OUT   ?= out/demo
 
 MESON_SETUP_ARGS ?=
-ASAN_SETUP_ARGS  := -Db_sanitize=address,undefined -Db_lundef=false
+ASAN_SETUP_ARGS  := -Db_sanitize=address,undefined -Db_lundef=false -Dpython=disabled
 MESON_TEST_ARGS  ?= --print-errorlogs --num-processes $(JOBS)
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 TSAN_BUILD ?= build-tsan
-TSAN_SETUP_ARGS := -Db_sanitize=thread -Db_lundef=false
+TSAN_SETUP_ARGS := -Db_sanitize=thread -Db_lundef=false -Dpython=disabled
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 # The suites where threads meet: futures, tasks, the local scheduler, the
 # map, actors and leases.
@@ -40,14 +40,17 @@ TSAN_SUITES := future task local map runtime actor kv
 
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libuv1-dev \
     libzstd-dev zstd check libsubunit-dev libhiredis-dev libjansson-dev \
-    libxxhash-dev libcurl4-openssl-dev redis-server python3-cffi python3-pytest
+    libxxhash-dev libcurl4-openssl-dev redis-server python3-cffi python3-pytest \
+    python3-dev
 
 # ---------------------------------------------------------------------------
 # LATER TEST STAGES — not added yet. Targets listed here run at the end of
 # `make test`, after the C suites of both builds. Planned:
 #   test-redis   a redis-server ($(REDIS_SERVER)) started on a free loopback
-#                port for the redis backend suites, stopped afterwards;
-#   test-python  the pytest suite of bindings/python, run with $(PYTHON).
+#                port for the redis backend suites, stopped afterwards.
+# The pytest suite of bindings/python is the meson test `python` of build/
+# (run by test-c with Debian's /usr/bin/python3; the sanitizer builds
+# configure with -Dpython=disabled).
 REDIS_SERVER ?= /usr/bin/redis-server
 EXTRA_TESTS  :=
 # ---------------------------------------------------------------------------

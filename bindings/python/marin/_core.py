@@ -1,0 +1,727 @@
+"""Runtime, remote functions, refs, get/wait and the ordered map.
+
+Python functions run as one C task, "marin.py", whose argument is the key
+of the call in this process's table of calls: on the local backend the
+function, its arguments and its result never leave the process, so nothing
+is pickled. Functions registered by name (register_task) run as their own C
+tasks and take and return bytes, so C code and other processes can call
+them too.
+"""
+import collections
+import itertools
+import os
+import sys
+import threading
+import time
+import traceback
+
+from ._native import (ffi, lib, check, error_for, TaskError, GetTimeoutError,
+                      UnsupportedError, StateError)
+
+PY_TASK = b"marin.py"
+
+# Slices of a blocking wait: marin calls release the GIL, and between two
+# slices Python runs signal handlers, so Ctrl-C interrupts get/wait promptly.
+WAIT_SLICE_MS = 100
+
+_state_lock = threading.Lock()
+_runtime = None          # the default runtime (a _Runtime)
+_calls = {}              # key -> _Call, until the call is settled
+_next_key = itertools.count(1)
+_tls = threading.local()  # .ctx: the marin_task_ctx_t of the task running here
+
+
+# ---------------------------------------------------------------- runtime
+
+class _Runtime:
+    def __init__(self, uri):
+        out = ffi.new("marin_runtime_t **")
+        check(lib.marin_runtime_open(uri.encode() if uri else ffi.NULL, out))
+        self.ptr = out[0]
+        self.backend = ffi.string(lib.marin_runtime_backend(self.ptr)).decode()
+        self.uri = uri
+
+    def close(self):
+        if self.ptr is not None:
+            ptr, self.ptr = self.ptr, None
+            lib.marin_runtime_close(ptr)
+
+
+def init(uri=None, *, ignore_reinit_error=False, **_ignored):
+    """Open the default runtime: @uri, or $MARIN_BACKEND when None, else
+    "local" (as ray.init). Returns the backend name."""
+    global _runtime
+    with _state_lock:
+        if _runtime is not None:
+            if ignore_reinit_error:
+                return _runtime.backend
+            raise StateError("marin.init: already initialized (backend %s); call "
+                             "marin.shutdown() first or pass ignore_reinit_error=True"
+                             % _runtime.backend, lib.MARIN_ESTATE)
+        _register_trampoline()
+        _runtime = _Runtime(uri)
+        return _runtime.backend
+
+
+def is_initialized():
+    return _runtime is not None
+
+
+def shutdown():
+    """Close the default runtime: work it still owns is cancelled; refs stay
+    readable."""
+    global _runtime
+    with _state_lock:
+        rt, _runtime = _runtime, None
+    if rt is not None:
+        rt.close()
+        _calls.clear()
+
+
+def _rt():
+    """The default runtime's pointer, opening it on first use (as Ray)."""
+    rt = _runtime
+    if rt is None:
+        init(ignore_reinit_error=True)
+        rt = _runtime
+    if _in_task():
+        # inside a task, use the runtime that runs it
+        return lib.marin_task_runtime(_tls.ctx)
+    return rt.ptr
+
+
+def backend():
+    _rt()
+    return _runtime.backend
+
+
+_trampoline_registered = False
+
+
+def _register_trampoline():
+    global _trampoline_registered
+    if not _trampoline_registered:
+        rc = lib.marin_register_task(PY_TASK, lib.marin_py_task, ffi.NULL)
+        if rc not in (0, lib.MARIN_EEXIST):
+            check(rc)
+        _trampoline_registered = True
+
+
+# ---------------------------------------------------------------- options
+
+def _format_amount(v):
+    if isinstance(v, bool):
+        raise TypeError("a resource amount must be a number, not a bool")
+    if isinstance(v, int):
+        return str(v)
+    return repr(float(v))
+
+
+def resources_spec(opts):
+    """The resource spec string for Ray- or marin-style keywords."""
+    res = {}
+    cpus = opts.get("cpus", opts.get("num_cpus"))
+    gpus = opts.get("gpus", opts.get("num_gpus"))
+    memory = opts.get("memory")
+    if cpus is not None:
+        res["cpus"] = _format_amount(cpus)
+    if gpus is not None:
+        res["gpus"] = _format_amount(gpus)
+    if memory is not None:
+        res["memory"] = memory if isinstance(memory, str) else _format_amount(memory)
+    for k, v in (opts.get("resources") or {}).items():
+        res[k] = v if isinstance(v, str) else _format_amount(v)
+    if "cpus" not in res and opts.get("_default_cpus", 1) is not None:
+        res["cpus"] = _format_amount(opts.get("_default_cpus", 1))
+    return ",".join("%s=%s" % kv for kv in res.items())
+
+
+_TASK_KEYS = {"cpus", "num_cpus", "gpus", "num_gpus", "memory", "resources",
+              "max_retries", "retry_exceptions", "timeout", "env", "runtime_env",
+              "name", "label", "scheduling_strategy", "num_returns"}
+
+
+def _env_of(opts):
+    env = dict(opts.get("env") or {})
+    renv = opts.get("runtime_env") or {}
+    for k, v in renv.items():
+        if k == "env_vars":
+            env.update(v)
+        else:
+            raise UnsupportedError(
+                "runtime_env key %r is not supported by marin: install packages and "
+                "code into the workers' environment beforehand; only env_vars "
+                "travels with a task" % k, lib.MARIN_EUNSUPPORTED)
+    return env
+
+
+class TaskOptions:
+    """A C marin_task_options_t made once from keyword options."""
+
+    def __init__(self, opts):
+        unknown = set(opts) - _TASK_KEYS - {"_default_cpus"}
+        if unknown:
+            raise TypeError("unknown task option(s): %s" % ", ".join(sorted(unknown)))
+        if opts.get("num_returns", 1) != 1:
+            raise UnsupportedError("num_returns other than 1 is not supported: return a "
+                                   "tuple", lib.MARIN_EUNSUPPORTED)
+        if opts.get("scheduling_strategy") not in (None, "DEFAULT", "SPREAD"):
+            raise UnsupportedError("scheduling strategies (placement groups, node "
+                                   "affinity) are not supported yet; see "
+                                   "docs/migrating-from-ray.md", lib.MARIN_EUNSUPPORTED)
+        p = ffi.new("marin_task_options_t **")
+        check(lib.marin_task_options_create(p))
+        self.ptr = ffi.gc(p[0], lib.marin_task_options_destroy)
+        r = ffi.new("marin_resources_t **")
+        check(lib.marin_resources_parse(resources_spec(opts).encode(), r))
+        try:
+            check(lib.marin_task_options_set_resources(self.ptr, r[0]))
+        finally:
+            lib.marin_resources_destroy(r[0])
+        self.max_retries = int(opts.get("max_retries", 3))
+        check(lib.marin_task_options_set_max_retries(self.ptr, self.max_retries))
+        rex = opts.get("retry_exceptions", False)
+        if isinstance(rex, (list, tuple)):
+            self.retry_types = tuple(rex)
+            self.retry_all = False
+        else:
+            self.retry_types = ()
+            self.retry_all = bool(rex)
+        check(lib.marin_task_options_set_retry_exceptions(
+            self.ptr, 1 if (self.retry_all or self.retry_types) else 0))
+        if opts.get("timeout") is not None:
+            check(lib.marin_task_options_set_timeout_ms(self.ptr,
+                                                        int(float(opts["timeout"]) * 1000)))
+        for k, v in _env_of(opts).items():
+            check(lib.marin_task_options_set_env(self.ptr, str(k).encode(),
+                                                 str(v).encode()))
+        label = opts.get("name") or opts.get("label")
+        if label:
+            check(lib.marin_task_options_set_label(self.ptr, str(label).encode()))
+
+    def retries(self, exc, attempt):
+        """Should this exception on this attempt be retried?"""
+        if not (self.retry_all or (self.retry_types and isinstance(exc, self.retry_types))):
+            return False
+        return self.max_retries < 0 or attempt - 1 < self.max_retries
+
+
+# ---------------------------------------------------------------- refs
+
+class _Slot:
+    """Where a Python call leaves its outcome (read after the future ends)."""
+    __slots__ = ("value", "exc", "tb")
+
+    def __init__(self):
+        self.value = None
+        self.exc = None
+        self.tb = ""
+
+
+class ObjectRef:
+    """The result of a task or actor call (a marin future). Pass it to
+    marin.get, marin.wait, or as an argument to another task (it becomes a
+    dependency)."""
+
+    __slots__ = ("_fut", "_slot", "_decode", "__weakref__")
+
+    def __init__(self, fut, slot=None, decode=None):
+        self._fut = fut
+        self._slot = slot
+        self._decode = decode
+
+    def __del__(self):
+        fut, self._fut = self._fut, None
+        if fut is not None and lib is not None:
+            lib.marin_future_release(fut)
+
+    def task_id(self):
+        buf = ffi.new("char[128]")
+        lib.marin_future_id(self._fut, buf, 128)
+        return ffi.string(buf).decode()
+
+    def done(self):
+        return lib.marin_future_state(self._fut) >= 2
+
+    def cancel(self):
+        """Cancel: a queued task never runs, a running one sees cancelled()."""
+        return _cancel(self)
+
+    def __repr__(self):
+        return "ObjectRef(%s)" % self.task_id()
+
+    def __reduce__(self):
+        raise TypeError("an ObjectRef cannot be pickled: pass it as a task argument "
+                        "(it becomes a dependency) or get its value first")
+
+
+def _result_of(ref, data, length):
+    slot = ref._slot
+    if slot is not None:
+        if slot.exc is not None:
+            raise _task_error(ref, slot)
+        return slot.value
+    raw = bytes(ffi.buffer(data, length)) if length else b""
+    return ref._decode(raw) if ref._decode else raw
+
+
+def _task_error(ref, slot=None):
+    msg = ffi.string(lib.marin_future_error(ref._fut)).decode("utf-8", "replace")
+    if slot is not None and slot.exc is not None:
+        e = slot.exc
+        te = TaskError(msg or "%s: %s" % (type(e).__name__, e), lib.MARIN_ETASK,
+                       type(e).__name__, str(e), slot.tb, e)
+        return te.as_instanceof_cause()
+    return None
+
+
+def _raise_failure(ref, rc):
+    slot = ref._slot
+    te = _task_error(ref, slot)
+    if te is not None:
+        raise te
+    msg = ffi.string(lib.marin_future_error(ref._fut)).decode("utf-8", "replace")
+    if rc == lib.MARIN_ETASK:
+        # "...: TypeName: message" from a task that ran elsewhere
+        remote_type, remote_msg = None, msg
+        tail = msg.rsplit("): ", 1)[-1] if "): " in msg else msg
+        if ": " in tail:
+            head, rest = tail.split(": ", 1)
+            if head.isidentifier():
+                remote_type, remote_msg = head, rest
+        raise TaskError(msg, rc, remote_type, remote_msg)
+    raise error_for(rc, msg)
+
+
+def _deadline(timeout):
+    if timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError("timeout must be >= 0 or None")
+    return time.monotonic() + timeout
+
+
+def _slice(deadline):
+    if deadline is None:
+        return WAIT_SLICE_MS
+    left = deadline - time.monotonic()
+    return max(0, min(WAIT_SLICE_MS, int(left * 1000)))
+
+
+def _get_one(ref, deadline, data, length):
+    if not isinstance(ref, ObjectRef):
+        raise TypeError("marin.get expects ObjectRefs, got %s" % type(ref).__name__)
+    while True:
+        ms = _slice(deadline)
+        rc = lib.marin_future_get(ref._fut, ms, data, length)
+        if rc == 0:
+            return _result_of(ref, data[0], length[0])
+        if rc == lib.MARIN_ETIMEDOUT:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise GetTimeoutError("marin.get: %s did not finish in time"
+                                      % ref.task_id(), rc)
+            continue
+        _raise_failure(ref, rc)
+
+
+def get(refs, timeout=None):
+    """The value of a ref, or a list of values for a list of refs (as
+    ray.get). Raises the task's error (TaskError, also an instance of the
+    original exception's class), WorkerDiedError, TaskCancelledError,
+    TaskTimeoutError, or GetTimeoutError when @timeout seconds pass."""
+    deadline = _deadline(timeout)
+    data = ffi.new("const void **")
+    length = ffi.new("size_t *")
+    if isinstance(refs, ObjectRef):
+        return _get_one(refs, deadline, data, length)
+    if isinstance(refs, (list, tuple)):
+        return [_get_one(r, deadline, data, length) for r in refs]
+    raise TypeError("marin.get expects an ObjectRef or a list of them, got %s"
+                    % type(refs).__name__)
+
+
+def wait(refs, num_returns=1, timeout=None, fetch_local=True):
+    """(ready, not_ready) as ray.wait: at most num_returns ready refs, in
+    input order; on timeout fewer."""
+    refs = list(refs)
+    n = len(refs)
+    if n == 0:
+        return [], []
+    if not 1 <= num_returns <= n:
+        raise ValueError("num_returns must be between 1 and %d, got %d" % (n, num_returns))
+    for r in refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError("marin.wait expects ObjectRefs, got %s" % type(r).__name__)
+    futs = ffi.new("marin_future_t *[]", [r._fut for r in refs])
+    idx = ffi.new("size_t[]", num_returns)
+    nready = ffi.new("size_t *")
+    deadline = _deadline(timeout)
+    while True:
+        ms = _slice(deadline)
+        check(lib.marin_wait(futs, n, num_returns, ms, idx, nready))
+        k = nready[0]
+        if k >= num_returns or (deadline is not None and time.monotonic() >= deadline):
+            chosen = set(idx[i] for i in range(k))
+            ready = [refs[i] for i in range(n) if i in chosen]
+            rest = [refs[i] for i in range(n) if i not in chosen]
+            return ready, rest
+
+
+def _cancel(ref):
+    rc = lib.marin_future_cancel(ref._fut)
+    if rc == 0:
+        return True
+    if rc == lib.MARIN_ESTATE:
+        return False
+    check(rc)
+
+
+def cancel(ref, force=False, recursive=True):
+    """Cancel a task (as ray.cancel): True when it was still pending or
+    running. Cooperative: a running task sees marin.get_runtime_context()
+    .cancelled() become true."""
+    return _cancel(ref)
+
+
+# ---------------------------------------------------------------- calls
+
+class WorkerKilled(BaseException):
+    """Raised by marin.testing.kill_worker() inside a task or actor method:
+    the attempt ends as if its worker died (marin_test_kill_worker in C)."""
+
+
+class _Call:
+    __slots__ = ("fn", "args", "kwargs", "slot", "opts", "refpos")
+
+    def __init__(self, fn, args, kwargs, slot, opts, refpos):
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.slot = slot
+        self.opts = opts
+        self.refpos = refpos
+
+
+def _deps_of(args, kwargs):
+    """Top-level ObjectRefs among the arguments (as Ray resolves them)."""
+    deps = [a for a in args if isinstance(a, ObjectRef)]
+    if kwargs:
+        deps.extend(v for v in kwargs.values() if isinstance(v, ObjectRef))
+    return deps
+
+
+def _resolve(v):
+    if isinstance(v, ObjectRef):
+        slot = v._slot
+        if slot is None:
+            return get(v)
+        if slot.exc is not None:
+            raise _task_error(v, slot)
+        return slot.value
+    return v
+
+
+def submit_call(fn, args, kwargs, opts, label=None):
+    """Submit Python @fn(*args, **kwargs) with TaskOptions @opts."""
+    rt = _rt()
+    key = next(_next_key)
+    slot = _Slot()
+    deps = _deps_of(args, kwargs)
+    _calls[key] = _Call(fn, args, kwargs, slot, opts, bool(deps))
+    arg = key.to_bytes(8, "little")
+    out = ffi.new("marin_future_t **")
+    if deps:
+        darr = ffi.new("marin_future_t *[]", [d._fut for d in deps])
+        rc = lib.marin_submit_after(rt, PY_TASK, arg, 8, opts.ptr, darr, len(deps), out)
+    else:
+        rc = lib.marin_submit(rt, PY_TASK, arg, 8, opts.ptr, out)
+    if rc != 0:
+        _calls.pop(key, None)
+        check(rc)
+    return ObjectRef(out[0], slot)
+
+
+def _traceback_text(e):
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+
+@ffi.def_extern(error=-13)  # MARIN_ETASK if the trampoline itself fails
+def marin_py_task(ctx, arg, length, userdata):
+    if userdata != ffi.NULL:
+        return _run_named(ctx, arg, length, userdata)
+    key = int.from_bytes(ffi.buffer(arg, length)[:], "little") if length == 8 else -1
+    call = _calls.get(key)
+    if call is None:
+        return lib.marin_task_fail(ctx, b"marin: this Python call is not known in this "
+                                   b"process (the driver that submitted it is gone)")
+    prev = getattr(_tls, "ctx", None)
+    _tls.ctx = ctx
+    try:
+        args, kwargs = call.args, call.kwargs
+        if call.refpos:
+            args = tuple(_resolve(a) for a in args)
+            kwargs = {k: _resolve(v) for k, v in kwargs.items()} if kwargs else kwargs
+        value = call.fn(*args, **(kwargs or {}))
+    except WorkerKilled:
+        return lib.marin_test_kill_worker(ctx)
+    except BaseException as e:  # noqa: B036 - the task's failure, whatever it is
+        attempt = lib.marin_task_attempt(ctx)
+        text = "%s: %s" % (type(e).__name__, e)
+        if not isinstance(e, Exception) or not call.opts.retries(e, attempt):
+            call.slot.exc = e if isinstance(e, Exception) else RuntimeError(text)
+            call.slot.tb = _traceback_text(e)
+            _calls.pop(key, None)
+            if call.opts.retry_types and not isinstance(e, call.opts.retry_types):
+                # The C layer would retry it (retry_exceptions is on for the
+                # listed types): settle it here; get() raises from the slot.
+                return 0
+        return lib.marin_task_fail(ctx, text.encode("utf-8", "replace")[:4000])
+    finally:
+        _tls.ctx = prev
+    call.slot.value = value
+    _calls.pop(key, None)
+    return 0
+
+
+# ---------------------------------------------------------------- named tasks
+
+_named = {}  # name -> _Named (kept alive: C holds a handle to it)
+
+
+class _Named:
+    def __init__(self, name, fn):
+        self.name = name
+        self.fn = fn
+        self.handle = ffi.new_handle(self)
+
+
+def _to_bytes(v, what):
+    if v is None:
+        return b""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    if isinstance(v, str):
+        return v.encode()
+    raise TypeError("%s must return bytes, str or None, not %s" % (what, type(v).__name__))
+
+
+def _run_named(ctx, arg, length, userdata):
+    named = ffi.from_handle(userdata)
+    prev = getattr(_tls, "ctx", None)
+    _tls.ctx = ctx
+    try:
+        out = _to_bytes(named.fn(bytes(ffi.buffer(arg, length)) if length else b""),
+                        "task %r" % named.name)
+    except BaseException as e:  # noqa: B036
+        return lib.marin_task_fail(ctx, ("%s: %s" % (type(e).__name__, e))
+                                   .encode("utf-8", "replace")[:4000])
+    finally:
+        _tls.ctx = prev
+    return lib.marin_task_return(ctx, out, len(out))
+
+
+def register_task(name, fn=None):
+    """Register Python @fn(arg: bytes) -> bytes|str|None as task @name, so
+    marin.call(name, ...), C code and the executor can run it by name.
+    Usable as a decorator: @marin.register_task("wordcount")."""
+    if fn is None:
+        return lambda f: register_task(name, f) or f
+    named = _Named(name, fn)
+    check(lib.marin_register_task(name.encode(), lib.marin_py_task, named.handle))
+    _named[name] = named
+    return fn
+
+
+def call(task, arg=b"", *, decode=None, **options):
+    """Run the task registered by name @task (in C or with register_task)
+    with bytes @arg; the ref's value is the bytes it returned (or
+    decode(bytes))."""
+    rt = _rt()
+    if isinstance(arg, str):
+        arg = arg.encode()
+    arg = bytes(arg)
+    opts = TaskOptions(dict(options))
+    out = ffi.new("marin_future_t **")
+    check(lib.marin_submit(rt, task.encode(), arg, len(arg), opts.ptr, out))
+    return ObjectRef(out[0], None, decode)
+
+
+# ---------------------------------------------------------------- remote
+
+class RemoteFunction:
+    """A Python function made remote: f.remote(*args) -> ObjectRef."""
+
+    def __init__(self, fn, options):
+        self._fn = fn
+        self._options = dict(options)
+        self._opts = None
+        self.__name__ = getattr(fn, "__name__", "remote")
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__wrapped__ = fn
+
+    def _task_options(self):
+        if self._opts is None:
+            o = dict(self._options)
+            o.setdefault("label", "%s.%s" % (getattr(self._fn, "__module__", "?"),
+                                             getattr(self._fn, "__qualname__", self.__name__)))
+            self._opts = TaskOptions(o)
+        return self._opts
+
+    def remote(self, *args, **kwargs):
+        return submit_call(self._fn, args, kwargs, self._task_options())
+
+    def options(self, **options):
+        merged = dict(self._options)
+        merged.update(options)
+        return RemoteFunction(self._fn, merged)
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError("remote function %s cannot be called directly: use "
+                        "%s.remote(...)" % (self.__name__, self.__name__))
+
+
+def remote(*args, **options):
+    """@marin.remote or @marin.remote(cpus=, memory="4GiB", gpus=,
+    resources={}, max_retries=, retry_exceptions=, timeout=, env={}) on a
+    function (a task) or a class (an actor). Ray's num_cpus, num_gpus,
+    memory in bytes and runtime_env={"env_vars": ...} are accepted too."""
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("marin.remote takes keyword options only")
+    return lambda target: _make_remote(target, options)
+
+
+def _make_remote(target, options):
+    if isinstance(target, type):
+        from ._actor import ActorClass
+        return ActorClass(target, options)
+    return RemoteFunction(target, options)
+
+
+# ---------------------------------------------------------------- ordered map
+
+def map_ordered(fn, iterable, max_in_flight=1000, progress=False):
+    """Yield fn.remote(*item) for each item of @iterable, in submission
+    order, with at most @max_in_flight outstanding (the old code's
+    simple_backpressure). A failed task raises its error when its turn
+    comes; what is still in flight is then cancelled."""
+    if max_in_flight < 1:
+        raise ValueError("max_in_flight must be at least 1")
+    if not isinstance(fn, RemoteFunction):
+        if hasattr(fn, "remote"):
+            submit = fn.remote
+        else:
+            fn = RemoteFunction(fn, {})
+            submit = fn.remote
+    else:
+        submit = fn.remote
+    try:
+        total = len(iterable)
+    except TypeError:
+        total = None
+    bar = _Progress(total) if (progress or os.environ.get("MARIN_PROGRESS", "").startswith("1")) else None
+    window = collections.deque()
+    ok = False
+    try:
+        for item in iterable:
+            if not isinstance(item, tuple):
+                item = (item,)
+            window.append(submit(*item))
+            if len(window) >= max_in_flight:
+                yield get(window.popleft())
+                if bar:
+                    bar.tick()
+        while window:
+            yield get(window.popleft())
+            if bar:
+                bar.tick()
+        ok = True
+    finally:
+        if not ok:
+            for ref in window:
+                _cancel(ref)
+        if bar:
+            bar.close()
+
+
+class _Progress:
+    """count, rate and ETA on stderr, only when it is a terminal."""
+
+    def __init__(self, total):
+        self.total = total
+        self.done = 0
+        self.t0 = time.monotonic()
+        self.last = 0.0
+        self.on = sys.stderr.isatty()
+
+    def tick(self):
+        self.done += 1
+        now = time.monotonic()
+        if self.on and (now - self.last > 0.1 or self.done == self.total):
+            self.last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            if self.total:
+                eta = (self.total - self.done) / rate if rate > 0 else 0
+                sys.stderr.write("\r%d/%d  %.0f/s  ETA %.0fs " % (self.done, self.total,
+                                                                 rate, eta))
+            else:
+                sys.stderr.write("\r%d  %.0f/s " % (self.done, rate))
+            sys.stderr.flush()
+
+    def close(self):
+        if self.on:
+            sys.stderr.write("\n")
+
+
+# ---------------------------------------------------------------- context
+
+def _in_task():
+    return getattr(_tls, "ctx", None) is not None
+
+
+class RuntimeContext:
+    """What a task knows about itself (marin.get_runtime_context())."""
+
+    def _ctx(self):
+        ctx = getattr(_tls, "ctx", None)
+        if ctx is None:
+            raise StateError("not inside a marin task or actor method", lib.MARIN_ESTATE)
+        return ctx
+
+    def get_task_id(self):
+        return ffi.string(lib.marin_task_id(self._ctx())).decode()
+
+    def get_attempt(self):
+        return lib.marin_task_attempt(self._ctx())
+
+    def get_env(self, key, default=None):
+        """The task's env option @key (env= / runtime_env env_vars)."""
+        p = lib.marin_task_env(self._ctx(), key.encode())
+        return default if p == ffi.NULL else ffi.string(p).decode()
+
+    def get_gpu_ids(self):
+        ids = ffi.new("int[64]")
+        n = ffi.new("size_t *")
+        check(lib.marin_task_gpu_ids(self._ctx(), ids, 64, n))
+        return [ids[i] for i in range(n[0])]
+
+    def cancelled(self):
+        return bool(lib.marin_task_cancelled(self._ctx()))
+
+    def log(self, message, level=3):
+        check(lib.marin_task_log(self._ctx(), level, str(message).encode()))
+
+    def in_task(self):
+        return _in_task()
+
+
+_context = RuntimeContext()
+
+
+def get_runtime_context():
+    return _context
+
+
+def get_gpu_ids():
+    return _context.get_gpu_ids()
