@@ -21,6 +21,10 @@
  * until the runtime that created it closes; a detached one until killed or
  * its namespace is purged (on local: until the runtime closes).
  *
+ * A kill or a close also cancels a running constructor or checkpoint hook
+ * (marin_task_cancelled turns true); close waits for hooks and methods to
+ * return.
+ *
  * Inside methods, hooks and the constructor, the ctx accessors of task.h
  * work (marin_task_return, marin_task_fail, marin_task_runtime,
  * marin_task_log...). marin_task_return in a checkpoint hook gives the
@@ -138,8 +142,12 @@ MARIN_API int marin_actor_lookup(marin_runtime_t *rt, const char *name,
 MARIN_API int marin_actor_call(marin_actor_t *a, const char *method, const void *arg,
                                size_t len, marin_future_t **out);
 /** Take a checkpoint now (after the calls made before it). Blocks until it is
- *  stored. @return MARIN_OK; MARIN_EUNSUPPORTED (class without hooks);
- *  MARIN_ESTATE; the hook's failure. */
+ *  stored. Not from a method of the same actor with max_concurrency 1 (it
+ *  would wait for itself). @return MARIN_OK; MARIN_EUNSUPPORTED (class
+ *  without hooks); MARIN_ESTATE (actor gone); MARIN_ECANCELED (killed or
+ *  closed before the checkpoint ran); MARIN_EWORKER (the actor crashed or was
+ *  killed while the hook ran: nothing was stored); the hook's failure, or the
+ *  constructor's when it had failed. */
 MARIN_API int marin_actor_checkpoint(marin_actor_t *a);
 /** Kill the actor: pending and running calls fail with MARIN_ECANCELED
  *  (running methods see marin_task_cancelled). With @p no_restart 0 and

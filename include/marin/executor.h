@@ -117,7 +117,9 @@ MARIN_API int marin_executor_options_set_lease_ttl_ms(marin_executor_options_t *
  *  > 0, else MARIN_EINVAL). */
 MARIN_API int marin_executor_options_set_poll_ms(marin_executor_options_t *o, int64_t ms);
 /** The owner name written in status lines and leases (default
- *  "HOST:PID:RANDOM"); 1 to MARIN_NAME_MAX bytes. */
+ *  "HOST:PID:RANDOM"); 1 to MARIN_NAME_MAX bytes. It must be unique per
+ *  driver: two drivers given the same owner share its leases, so both would
+ *  run a step. */
 MARIN_API int marin_executor_options_set_owner(marin_executor_options_t *o,
                                                const char *owner);
 /** Most steps running at once (default 0: no limit beyond the runtime's). */

@@ -226,7 +226,16 @@ int marin__method_execute(marin_runtime_t *rt, struct marin__task *call,
 enum { MARIN__HOOK_INIT, MARIN__HOOK_RESTORE, MARIN__HOOK_SAVE };
 int marin__hook_execute(marin_runtime_t *rt, const marin__actor_class_entry *cls,
                         int kind, const void *arg, size_t len, void **self,
-                        void **result, size_t *rlen, char **msg);
+                        void **result, size_t *rlen, char **msg,
+                        marin_future_t **running, pthread_mutex_t *running_mu);
+/* (running, running_mu: when not NULL, the hook's carrier future is stored
+ * in *running, under running_mu, while the hook runs, so a kill or a close
+ * can finish it (ECANCELED) and the hook sees marin_task_cancelled.) */
+
+/* Around a blocking wait in a backend: a task running on this thread lends
+ * its resources back (no-ops outside tasks). */
+void marin__block_begin(void);
+void marin__block_end(void);
 
 /* ---- the backend ops table ---- */
 typedef struct marin__backend {

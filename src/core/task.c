@@ -573,7 +573,8 @@ static int invoke_hook(marin_task_ctx_t *ctx, void *a)
 
 int marin__hook_execute(marin_runtime_t *rt, const marin__actor_class_entry *cls,
                         int kind, const void *arg, size_t len, void **self,
-                        void **result, size_t *rlen, char **msg)
+                        void **result, size_t *rlen, char **msg,
+                        marin_future_t **running, pthread_mutex_t *running_mu)
 {
     /* Hooks get a context like methods do, carried by a private future. */
     static const char *const what[] = {"__init__", "__restore__", "__checkpoint__"};
@@ -590,7 +591,22 @@ int marin__hook_execute(marin_runtime_t *rt, const marin__actor_class_entry *cls
     marin__topts_retain(f->task.opts);
     struct hook_args h = {cls, kind, arg, len, self};
     int died = 0;
+    if (running) {
+        pthread_mutex_lock(running_mu);
+        *running = f;
+        pthread_mutex_unlock(running_mu);
+    }
     int rc = run_with_ctx(rt, &f->task, invoke_hook, &h, result, rlen, msg, &died);
+    if (running) {
+        pthread_mutex_lock(running_mu);
+        *running = NULL;
+        pthread_mutex_unlock(running_mu);
+    }
+    if (died && rc == MARIN_EWORKER) { /* a hook cannot simulate a crash */
+        marin__free(*msg);
+        *msg = marin__strdup("marin_test_kill_worker was called in a constructor or "
+                             "checkpoint hook; only methods may simulate a crash");
+    }
     marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, NULL);
     marin_future_release(f);
     marin_future_release(f);

@@ -4,10 +4,6 @@
 
 #include "backend.h"
 
-/* Around a blocking wait: a task running on this thread lends its
- * resources back to its backend. No-ops outside tasks. */
-void marin__block_begin(void);
-void marin__block_end(void);
 /* The runtime of the task running on this thread, or NULL. */
 marin_runtime_t *marin__current_task_runtime(void);
 /* marin_future_cancel finished the future: tell the backend. */

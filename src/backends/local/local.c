@@ -225,6 +225,11 @@ static struct marin__task *pick_locked(local_state *s, worker *w, shape **out_sh
             marin__task_cleanup(t);
             marin_future_release(marin__task_future(t));
         }
+    if (s->holds_head && fits(s, &s->holds_head->sh)) {
+        /* an actor waiting for these resources goes first */
+        pthread_cond_broadcast(&s->hold_cv);
+        return NULL;
+    }
     shape *best = oldest_fitting_locked(s);
     if (!best)
         return NULL;
@@ -350,9 +355,6 @@ static void *worker_main(void *arg)
 
 /* ---- ops ---- */
 
-static int check_feasible(const local_state *s, const marin_resources_t *req,
-                          const char *what, const char *who);
-
 static int local_admit(void *state, struct marin__task *t)
 {
     local_state *s = state;
@@ -363,7 +365,7 @@ static int local_admit(void *state, struct marin__task *t)
                           t->name);
     char who[MARIN_NAME_MAX + 16];
     snprintf(who, sizeof who, "task '%s'", t->name);
-    return check_feasible(s, &t->opts->res, "marin_submit", who);
+    return marin__local_check_feasible(s, &t->opts->res, "marin_submit", who);
 }
 
 static int local_submit(void *state, struct marin__task *t)
@@ -409,6 +411,8 @@ static void local_blocking(void *state, struct marin__task *t, int begin)
         s->nblocked++;
         if (s->cpu_slot != SIZE_MAX)
             s->free_amt[s->cpu_slot] += sh->cpus;
+        if (s->nhold_waiting)
+            pthread_cond_broadcast(&s->hold_cv);
         kick_for_queued_locked(s);
         unlock_and_signal(s);
         return;
@@ -422,9 +426,8 @@ static void local_blocking(void *state, struct marin__task *t, int begin)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* The same feasibility test as admit, for any request. */
-static int check_feasible(const local_state *s, const marin_resources_t *req,
-                          const char *what, const char *who)
+int marin__local_check_feasible(const local_state *s, const marin_resources_t *req,
+                                const char *what, const char *who)
 {
     for (size_t i = 0; i < req->n; i++) {
         const char *name = req->e[i].name;
@@ -448,7 +451,7 @@ int marin__local_hold(local_state *s, const marin_resources_t *req, int64_t time
                       const char *who, local_hold *h)
 {
     memset(h, 0, sizeof *h);
-    int rc = check_feasible(s, req, "marin_actor_create", who);
+    int rc = marin__local_check_feasible(s, req, "marin_actor_create", who);
     if (rc != MARIN_OK)
         return rc;
     if (!(h->sh.demand = marin__calloc(s->capacity.n ? s->capacity.n : 1, sizeof(int64_t))))
@@ -465,18 +468,54 @@ int marin__local_hold(local_state *s, const marin_resources_t *req, int64_t time
         }
     }
     pthread_mutex_lock(&s->mu);
-    while (!s->stopping && !fits(s, &h->sh)) {
+    if (!s->stopping && (s->holds_head || !fits(s, &h->sh))) {
+        /* Wait in line: while this hold is the oldest and fits, workers start
+         * no new task (pick_locked), so a stream of tasks cannot starve it.
+         * A task creating an actor lends its own cpus meanwhile. */
+        h->next = NULL;
+        *(s->holds_head ? &s->holds_tail->next : &s->holds_head) = h;
+        s->holds_tail = h;
         s->nhold_waiting++;
-        int w = timeout_ms < 0 ? pthread_cond_wait(&s->hold_cv, &s->mu)
+        pthread_mutex_unlock(&s->mu);
+        marin__block_begin();
+        pthread_mutex_lock(&s->mu);
+        int w = 0;
+        while (!s->stopping && !(s->holds_head == h && fits(s, &h->sh)) && w == 0)
+            w = timeout_ms < 0 ? pthread_cond_wait(&s->hold_cv, &s->mu)
                                : pthread_cond_timedwait(&s->hold_cv, &s->mu, &ts);
+        /* leave the line */
+        local_hold **pp = &s->holds_head;
+        local_hold *prev = NULL;
+        while (*pp != h) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        *pp = h->next;
+        if (s->holds_tail == h)
+            s->holds_tail = prev;
         s->nhold_waiting--;
-        if (w != 0 && !fits(s, &h->sh)) {
+        int ok = !s->stopping && fits(s, &h->sh);
+        if (ok)
+            reserve_locked(s, &h->sh, &h->w);
+        pthread_cond_broadcast(&s->hold_cv); /* the next in line */
+        kick_for_queued_locked(s);           /* and tasks held back for it */
+        unlock_and_signal(s);
+        marin__block_end();
+        pthread_mutex_lock(&s->mu);
+        if (!ok) {
+            int stopping = s->stopping;
             pthread_mutex_unlock(&s->mu);
             marin__free(h->sh.demand);
             h->sh.demand = NULL;
+            if (stopping)
+                return marin__err(MARIN_ESTATE, "marin_actor_create: the runtime closed "
+                                  "while %s waited for its resources", who);
             return marin__err(MARIN_ETIMEDOUT, "marin_actor_create: %s waited %lld ms "
                               "for its resources to come free", who, (long long)timeout_ms);
         }
+        h->held = 1;
+        pthread_mutex_unlock(&s->mu);
+        return MARIN_OK;
     }
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
@@ -493,15 +532,17 @@ int marin__local_hold(local_state *s, const marin_resources_t *req, int64_t time
 
 void marin__local_unhold(local_state *s, local_hold *h)
 {
+    /* Idempotent: two callers (a failed create and a reap) may race. */
+    pthread_mutex_lock(&s->mu);
     if (h->held) {
-        pthread_mutex_lock(&s->mu);
         give_back_locked(s, &h->sh, &h->w);
         h->held = 0;
         kick_for_queued_locked(s);
-        unlock_and_signal(s);
     }
-    marin__free(h->sh.demand);
+    int64_t *demand = h->sh.demand;
     h->sh.demand = NULL;
+    unlock_and_signal(s);
+    marin__free(demand);
 }
 
 static int local_capacity(void *state, marin_resources_t *out)

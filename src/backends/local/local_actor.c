@@ -44,6 +44,7 @@ typedef struct lactor {
     int has_self;
     int busy;                     /* a thread is rebuilding or retiring it */
     int saving;                   /* a checkpoint hook runs (one at a time) */
+    marin_future_t *hook_fut;     /* carrier of the running hook, if any */
     struct marin__task *head, *tail; /* pending calls */
     struct marin__task **inflight;   /* per thread slot */
     size_t running;
@@ -172,10 +173,12 @@ static int build(lactor *a, int from_checkpoint, char **msg)
     int rc;
     if (from_checkpoint)
         rc = marin__hook_execute(a->s->rt, a->cls, MARIN__HOOK_RESTORE, a->ckpt,
-                                 a->ckpt_len, &self, &result, &rlen, msg);
+                                 a->ckpt_len, &self, &result, &rlen, msg, &a->hook_fut,
+                                 &a->mu);
     else
         rc = marin__hook_execute(a->s->rt, a->cls, MARIN__HOOK_INIT, a->ctor_arg,
-                                 a->ctor_len, &self, &result, &rlen, msg);
+                                 a->ctor_len, &self, &result, &rlen, msg, &a->hook_fut,
+                                 &a->mu);
     marin__free(result);
     if (rc == MARIN_OK) {
         a->self = self;
@@ -209,7 +212,7 @@ static int checkpoint_locked(lactor *a, char **msg)
     void *bytes = NULL;
     size_t len = 0;
     int rc = marin__hook_execute(a->s->rt, a->cls, MARIN__HOOK_SAVE, NULL, 0, &self, &bytes,
-                                 &len, msg);
+                                 &len, msg, &a->hook_fut, &a->mu);
     pthread_mutex_lock(&a->mu);
     a->saving = 0;
     pthread_cond_broadcast(&a->state_cv);
@@ -401,7 +404,7 @@ static void run_call(lactor *a, size_t slot, struct marin__task *t)
         marin__free(result);
         result = NULL;
         if ((m->flags & MARIN_METHOD_IDEMPOTENT) && a->state == A_RESTARTING &&
-            !marin__state_done(atomic_load(&f->state))) {
+            !a->stop && !marin__state_done(atomic_load(&f->state))) {
             unsigned running = MARIN_FUTURE_RUNNING;
             atomic_compare_exchange_strong(&f->state, &running, MARIN_FUTURE_PENDING);
             t->next = a->head; /* replayed first, after the restart */
@@ -442,10 +445,12 @@ static void *actor_main(void *p)
     marin__free(arg);
     pthread_mutex_lock(&a->mu);
     if (slot == 0 && a->state == A_STARTING) {
+        a->busy = 1; /* no settle while the constructor runs */
         pthread_mutex_unlock(&a->mu);
         char *msg = NULL;
         int rc = build(a, 0, &msg);
         pthread_mutex_lock(&a->mu);
+        a->busy = 0;
         struct marin__task *drop = NULL;
         int failed = 0;
         if (rc == MARIN_OK && a->state == A_STARTING) {
@@ -501,12 +506,15 @@ static void *actor_main(void *p)
 static marin_future_t **grab_inflight_locked(lactor *a, const char *why, size_t *n)
 {
     size_t cap = (size_t)a->spec.max_concurrency;
-    marin_future_t **running = marin__calloc(cap, sizeof *running);
+    marin_future_t **running = marin__calloc(cap + 1, sizeof *running);
     *n = 0;
-    for (size_t i = 0; i < cap; i++) {
-        if (!a->inflight[i])
+    for (size_t i = 0; i <= cap; i++) {
+        /* the method slots, then the running hook (constructor, checkpoint) */
+        marin_future_t *f = i < cap ? (a->inflight[i] ? marin__task_future(a->inflight[i])
+                                                       : NULL)
+                                    : a->hook_fut;
+        if (!f)
             continue;
-        marin_future_t *f = marin__task_future(a->inflight[i]);
         if (running) {
             running[(*n)++] = f;
             marin_future_retain(f);
@@ -545,10 +553,12 @@ static void attach(marin_actor_t *h, lactor *a)
     snprintf(h->id, sizeof h->id, "%s", a->id);
 }
 
-/* Join and forget actors that are gone and whose threads all left (the
- * caller holds as->mu). */
-static void reap_locked(struct local_actors *as)
+/* Take actors that are gone and whose threads all left off the list (the
+ * caller holds as->mu); reap_finish joins and frees them after the caller
+ * let go of as->mu, since a destructor may call back into marin. */
+static lactor *reap_take_locked(struct local_actors *as)
 {
+    lactor *gone_list = NULL;
     for (lactor **p = &as->list; *p;) {
         lactor *a = *p;
         pthread_mutex_lock(&a->mu);
@@ -559,6 +569,17 @@ static void reap_locked(struct local_actors *as)
             continue;
         }
         *p = a->next;
+        a->next = gone_list;
+        gone_list = a;
+    }
+    return gone_list;
+}
+
+static void reap_finish(lactor *gone_list)
+{
+    while (gone_list) {
+        lactor *a = gone_list;
+        gone_list = a->next;
         for (size_t i = 0; i < a->nthreads; i++)
             pthread_join(a->threads[i], NULL);
         a->nthreads = 0;
@@ -585,7 +606,7 @@ static int actor_create(void *state, const marin__actor_class_entry *cls,
     lactor *a = marin__calloc(1, sizeof *a);
     if (!a)
         return marin__err(MARIN_ENOMEM, "marin_actor_create: out of memory");
-    atomic_init(&a->refs, 1);
+    atomic_init(&a->refs, 2); /* the list's, and this call's until it returns */
     a->s = s;
     a->cls = cls;
     a->spec = *spec;
@@ -598,23 +619,33 @@ static int actor_create(void *state, const marin__actor_class_entry *cls,
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->work_cv, NULL);
     pthread_cond_init(&a->state_cv, NULL);
+    char who[320];
+    snprintf(who, sizeof who, "actor %s (class '%s')",
+             spec->name ? spec->name : "(anonymous)", cls->name);
+    int rc = MARIN_OK;
     if ((spec->name && !a->spec.name) || (len && !a->ctor_arg) || !a->inflight ||
-        !a->threads) {
+        !a->threads)
+        rc = marin__err(MARIN_ENOMEM, "marin_actor_create: out of memory for an actor "
+                        "of class '%s'", cls->name);
+    else
+        rc = marin__local_check_feasible(s, &spec->res, "marin_actor_create", who);
+    if (rc != MARIN_OK) {
+        atomic_store(&a->refs, 1);
         lactor_unref(a);
-        return marin__err(MARIN_ENOMEM, "marin_actor_create: out of memory for an actor "
-                          "of class '%s'", cls->name);
+        return rc;
     }
 
     pthread_mutex_lock(&as->mu);
-    reap_locked(as);
     if (as->stopping) {
         pthread_mutex_unlock(&as->mu);
+        atomic_store(&a->refs, 1);
         lactor_unref(a);
         return marin__err(MARIN_ESTATE, "marin_actor_create: the runtime is closing");
     }
+    lactor *gone_list = reap_take_locked(as);
     lactor *old = spec->name ? find_named_locked(as, spec->name) : NULL;
     if (old) {
-        int rc = MARIN_OK;
+        rc = MARIN_OK;
         if (!spec->get_if_exists)
             rc = marin__err(MARIN_EEXIST, "marin_actor_create: an actor named '%s' already "
                             "exists (%s, class '%s'); use get_if_exists to share it",
@@ -625,6 +656,8 @@ static int actor_create(void *state, const marin__actor_class_entry *cls,
         else
             attach(h, old);
         pthread_mutex_unlock(&as->mu);
+        reap_finish(gone_list);
+        atomic_store(&a->refs, 1);
         lactor_unref(a);
         return rc;
     }
@@ -636,11 +669,14 @@ static int actor_create(void *state, const marin__actor_class_entry *cls,
     a->next = as->list; /* the name is taken from here on */
     as->list = a;
     pthread_mutex_unlock(&as->mu);
+    reap_finish(gone_list);
 
-    char who[320];
     snprintf(who, sizeof who, "actor %s (class '%s')", shown(a), cls->name);
-    int rc = marin__local_hold(s, &spec->res, -1, who, &a->hold);
+    rc = marin__local_hold(s, &spec->res, -1, who, &a->hold);
     pthread_mutex_lock(&a->mu);
+    if (rc == MARIN_OK && a->stop) /* the runtime began to close meanwhile */
+        rc = marin__err(MARIN_ESTATE, "marin_actor_create: the runtime closed while %s "
+                        "was placed", who);
     for (size_t i = 0; rc == MARIN_OK && i < n; i++) {
         thread_arg *ta = marin__malloc(sizeof *ta);
         if (ta) {
@@ -657,17 +693,25 @@ static int actor_create(void *state, const marin__actor_class_entry *cls,
         a->nlive++;
     }
     if (rc != MARIN_OK) {
-        /* Threads already started leave at once; reap joins them. */
+        /* Threads already started leave at once; reap (or close) joins them.
+         * The hold goes back before the actor can be reaped. */
+        pthread_mutex_unlock(&a->mu);
+        marin__local_unhold(s, &a->hold);
+        pthread_mutex_lock(&a->mu);
         a->stop = 1;
         a->state = A_DEAD;
+        if (!a->why)
+            set_reason_locked(a, rc, "actor %s could not be created", shown(a));
         pthread_cond_broadcast(&a->work_cv);
+        pthread_cond_broadcast(&a->state_cv);
         pthread_mutex_unlock(&a->mu);
         unname(a);
-        marin__local_unhold(s, &a->hold);
+        lactor_unref(a); /* this call's reference */
         return rc;
     }
     pthread_mutex_unlock(&a->mu);
     attach(h, a);
+    lactor_unref(a); /* this call's reference: the handle holds one now */
     return MARIN_OK;
 }
 
@@ -718,7 +762,7 @@ static int actor_ready(void *state, marin_actor_t *h, int64_t timeout_ms)
     lactor *a = h->impl;
     int64_t deadline = timeout_ms < 0 ? -1 : marin__now_ms() + timeout_ms;
     pthread_mutex_lock(&a->mu);
-    while (a->state == A_STARTING || a->state == A_RESTARTING) {
+    while ((a->state == A_STARTING || a->state == A_RESTARTING) && !a->stop) {
         if (deadline >= 0) {
             int64_t left = deadline - marin__now_ms();
             if (left <= 0)
@@ -737,8 +781,11 @@ static int actor_ready(void *state, marin_actor_t *h, int64_t timeout_ms)
         }
     }
     int rc;
-    if (a->state == A_READY)
+    if (a->state == A_READY && !a->stop)
         rc = MARIN_OK;
+    else if (a->stop && a->state != A_FAILED)
+        rc = marin__err(a->code ? a->code : MARIN_ECANCELED, "marin_actor_ready: actor %s "
+                        "is gone: %s", shown(a), a->why ? a->why : "the runtime closed");
     else if (a->state == A_STARTING || a->state == A_RESTARTING)
         rc = marin__err(MARIN_ETIMEDOUT, "marin_actor_ready: actor %s is still %s after "
                         "%lld ms", shown(a), a->state == A_STARTING ? "starting"
@@ -926,9 +973,17 @@ void marin__local_actors_join(local_state *s)
         return;
     /* Nothing adds to the list once stopping is set. */
     for (lactor *a = as->list; a; a = a->next) {
-        for (size_t i = 0; i < a->nthreads; i++)
+        pthread_mutex_lock(&a->mu);
+        size_t n = a->nthreads;
+        pthread_mutex_unlock(&a->mu);
+        for (size_t i = 0; i < n; i++)
             pthread_join(a->threads[i], NULL);
+        pthread_mutex_lock(&a->mu);
         a->nthreads = 0;
+        struct marin__task *left = take_pending_locked(a); /* replays queued late */
+        pthread_mutex_unlock(&a->mu);
+        fail_list(left, MARIN_ECANCELED,
+                  "cancelled: the runtime closed before the actor call ran");
         destroy_instance(a);
         marin__local_unhold(s, &a->hold);
     }

@@ -58,6 +58,7 @@ typedef struct local_state {
     int signal_pending;         /* a wake-up to send once mu is released */
     pthread_cond_t hold_cv;     /* actor holds waiting for capacity */
     size_t nhold_waiting;
+    struct local_hold *holds_head, *holds_tail; /* waiting holds, oldest first */
     struct local_kv *kv;        /* local_kv.c: the KV store and leases */
     struct local_actors *actors; /* local_actor.c: actors of this runtime */
 } local_state;
@@ -86,7 +87,12 @@ typedef struct local_hold {
     shape sh;       /* the demand (sh.demand owned) */
     worker w;       /* the GPUs it was given */
     int held;
+    struct local_hold *next; /* in local_state.holds_* while waiting */
 } local_hold;
+/* MARIN_EINFEASIBLE (naming @what and @who) when @req exceeds the
+ * runtime's total capacity, else MARIN_OK. */
+int marin__local_check_feasible(const local_state *s, const marin_resources_t *req,
+                                const char *what, const char *who);
 /* Hold @p req, waiting up to @p timeout_ms (-1 forever) for it to be free.
  * MARIN_EINFEASIBLE when it can never fit, MARIN_ETIMEDOUT, MARIN_ESTATE when
  * the runtime closes meanwhile, MARIN_ENOMEM; messages name @p who. */
