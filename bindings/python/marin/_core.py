@@ -7,6 +7,7 @@ is pickled. Functions registered by name (register_task) run as their own C
 tasks and take and return bytes, so C code and other processes can call
 them too.
 """
+import atexit
 import collections
 import itertools
 import os
@@ -61,6 +62,10 @@ def init(uri=None, *, ignore_reinit_error=False, **_ignored):
         _register_trampoline()
         _runtime = _Runtime(uri)
         return _runtime.backend
+
+
+# Close the runtime before the interpreter goes: its threads call into Python.
+atexit.register(lambda: shutdown())
 
 
 def is_initialized():
