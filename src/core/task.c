@@ -28,7 +28,7 @@ struct marin_task_ctx {
 /* What logs call a task: its label when it has one. */
 static const char *shown_name(const struct marin__task *t)
 {
-    return t->opts->label ? t->opts->label : t->name;
+    return t->opts && t->opts->label ? t->opts->label : t->name;
 }
 
 /* The task running on this thread, if any (thread state, not shared). */
@@ -211,7 +211,7 @@ static int dep_launch(struct marin__dep_wait *w, int sync)
         char did[64], msg[1024];
         marin__task_format_id(d->rt, &d->task, did, sizeof did);
         snprintf(msg, sizeof msg, "task '%s' did not run: its dependency %zu (task %s, "
-                 "'%s') failed: %s", t->name, i, did, d->task.name,
+                 "'%s') failed: %s", shown_name(t), i, did, shown_name(&d->task),
                  marin_future_error(d));
         int code = d->status;
         marin__future_finish(f, code == MARIN_ECANCELED ? MARIN_FUTURE_CANCELLED
@@ -223,7 +223,7 @@ static int dep_launch(struct marin__dep_wait *w, int sync)
     }
     int rc = atomic_load(&rt->closing)
                  ? marin__err(MARIN_ECANCELED, "the runtime closed before task '%s' "
-                              "could start", t->name)
+                              "could start", shown_name(t))
                  : rt->backend->submit(rt->bstate, t);
     if (rc != MARIN_OK && !sync) {
         marin__future_finish(f, rc == MARIN_ECANCELED ? MARIN_FUTURE_CANCELLED
@@ -355,7 +355,7 @@ static void timeout_fire(void *arg)
     marin__task_format_id(f->rt, &f->task, id, sizeof id);
     snprintf(msg, sizeof msg, "task '%s' (%s) ran past its timeout of %lld ms on attempt %d; "
              "it keeps its resources until its function returns",
-             f->task.name, id, (long long)a->ms, a->attempt);
+             shown_name(&f->task), id, (long long)a->ms, a->attempt);
     /* Finish first, then tell the task: one that returns as soon as it sees
      * marin_task_cancelled() must not win with a result. */
     marin__future_finish(f, MARIN_FUTURE_FAILED, MARIN_ETASKTIMEOUT, NULL, 0, msg);
@@ -472,7 +472,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
             char msg[1024], at[128];
             attempts_text(t, app, at, sizeof at);
             int plain = app || why == marin_strerror(rc);
-            snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", t->name,
+            snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", shown_name(t),
                      marin_task_id(&ctx), at, plain ? "" : marin_strerror(rc),
                      plain ? "" : ": ", why);
             marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
@@ -621,11 +621,11 @@ void marin__task_retry_refused(struct marin__task *t, int rc)
         /* Between two attempts the task is in no queue and on no worker:
          * close cannot see it, so it ends here as close would end it. */
         snprintf(msg, sizeof msg, "cancelled: the runtime closed before attempt %d of "
-                 "task '%s' could start", t->attempt + 1, t->name);
+                 "task '%s' could start", t->attempt + 1, shown_name(t));
         marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, msg);
     } else {
         snprintf(msg, sizeof msg, "task '%s' could not be queued for its retry after "
-                 "attempt %d: %s", t->name, t->attempt, marin__err_msg());
+                 "attempt %d: %s", shown_name(t), t->attempt, marin__err_msg());
         marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
     }
     marin__task_cleanup(t);

@@ -5,15 +5,17 @@ C methods: "call" and "call_idempotent"; the Python method's name travels
 with the call. Its checkpoint is the pickled instance (so __getstate__ /
 __setstate__ decide what survives a restart).
 """
+import io
 import pickle
 import threading
 
 from ._native import ffi, lib, check, TaskError, StateError
 from . import _core
-from ._core import _Slot, _Call, ObjectRef, _calls, _next_key, _tls, _rt, WorkerKilled
+from ._core import (_Slot, _Call, ObjectRef, _calls, _next_key, _tls, _rt, WorkerKilled,
+                    _settle, _track)
 
 _reg_lock = threading.Lock()
-_registered = set()     # C class names registered in this process
+_registered = {}        # C class name -> Python class, registered in this process
 _ctors = {}             # constructor key -> (cls, args, kwargs), for restarts
 _instances = {}         # handle address -> cffi handle (keeps the object alive)
 _class_of_id = {}       # actor id -> Python class (this process)
@@ -40,6 +42,9 @@ def _register_class(cls):
     name = _c_name(cls)
     with _reg_lock:
         if name in _registered:
+            if _registered[name] is not cls:
+                raise ValueError("two actor classes are both named %s in this process"
+                                 % name)
             return name
         p = ffi.new("marin_actor_class_t **")
         check(lib.marin_actor_class_create(name.encode(), lib.marin_py_actor_init,
@@ -57,7 +62,7 @@ def _register_class(cls):
                 check(rc)
         finally:
             lib.marin_actor_class_destroy(c)
-        _registered.add(name)
+        _registered[name] = cls
         return name
 
 
@@ -176,8 +181,9 @@ class ActorMethod:
         fn = getattr(cls, self._name, None) if cls is not None else None
         idem = bool(getattr(fn, "_marin_idempotent", False))
         key = next(_next_key)
-        slot = _Slot()
         deps = _core._deps_of(args, kwargs)
+        what = "%s.%s" % (cls.__name__ if cls is not None else "actor", self._name)
+        slot = _Slot(key, deps, what)
         _calls[key] = _Call(self._name, args, kwargs, slot, idem, bool(deps))
         out = ffi.new("marin_future_t **")
         rc = lib.marin_actor_call(h._ptr, b"call_idempotent" if idem else b"call",
@@ -185,6 +191,7 @@ class ActorMethod:
         if rc != 0:
             _calls.pop(key, None)
             check(rc)
+        _track(key, out[0])
         return ObjectRef(out[0], slot)
 
     def __call__(self, *a, **k):
@@ -278,25 +285,51 @@ def marin_py_actor_call(ctx, self, arg, length):
         value = getattr(obj, call.fn)(*args, **(kwargs or {}))
     except WorkerKilled:
         if not call.opts:  # not idempotent: it will not be replayed
-            _calls.pop(key, None)
+            _settle(key)
         return lib.marin_test_kill_worker(ctx)
     except Exception as e:
         call.slot.exc = e
         call.slot.tb = _core._traceback_text(e)
-        _calls.pop(key, None)
+        _settle(key)
         return _fail(ctx, e)
     finally:
         _tls.ctx = prev
     call.slot.value = value
-    _calls.pop(key, None)
+    _settle(key)
     return 0
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles an actor instance with its class by its marin name: the
+    module attribute of a decorated class is the ActorClass wrapper (and a
+    class defined in a function has none), so pickling the class by
+    reference would fail."""
+
+    def persistent_id(self, obj):
+        if isinstance(obj, type):
+            name = _c_name(obj)
+            if _registered.get(name) is obj:
+                return ("marin-actor-class", name)
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def persistent_load(self, pid):
+        kind, name = pid
+        cls = _registered.get(name) if kind == "marin-actor-class" else None
+        if cls is None:
+            raise pickle.UnpicklingError("actor class %s is not registered in this "
+                                         "process" % name)
+        return cls
 
 
 @ffi.def_extern(error=-13)
 def marin_py_actor_save(ctx, self):
     obj = ffi.from_handle(self)
     try:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        buf = io.BytesIO()
+        _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        data = buf.getvalue()
     except Exception as e:
         return _fail(ctx, e)
     return lib.marin_task_return(ctx, data, len(data))
@@ -305,7 +338,7 @@ def marin_py_actor_save(ctx, self):
 @ffi.def_extern(error=-13)
 def marin_py_actor_restore(ctx, data, length, self_out):
     try:
-        obj = pickle.loads(bytes(ffi.buffer(data, length)))
+        obj = _Unpickler(io.BytesIO(bytes(ffi.buffer(data, length)))).load()
     except Exception as e:
         return _fail(ctx, e)
     self_out[0] = _keep(obj)

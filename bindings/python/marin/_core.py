@@ -11,6 +11,7 @@ import atexit
 import collections
 import itertools
 import os
+import re
 import sys
 import threading
 import time
@@ -214,13 +215,18 @@ class TaskOptions:
 # ---------------------------------------------------------------- refs
 
 class _Slot:
-    """Where a Python call leaves its outcome (read after the future ends)."""
-    __slots__ = ("value", "exc", "tb")
+    """Where a Python call leaves its outcome (read after the future ends),
+    with what it is called in messages, its key in _calls and the refs it
+    depends on (to re-raise a failed dependency's own error)."""
+    __slots__ = ("value", "exc", "tb", "key", "deps", "what")
 
-    def __init__(self):
+    def __init__(self, key=0, deps=None, what=None):
         self.value = None
         self.exc = None
         self.tb = ""
+        self.key = key
+        self.deps = deps
+        self.what = what
 
 
 class ObjectRef:
@@ -238,6 +244,9 @@ class ObjectRef:
     def __del__(self):
         fut, self._fut = self._fut, None
         if fut is not None and lib is not None:
+            slot = self._slot
+            if slot is not None and slot.key and lib.marin_future_state(fut) >= 2:
+                _settle(slot.key)
             lib.marin_future_release(fut)
 
     def task_id(self):
@@ -270,30 +279,48 @@ def _result_of(ref, data, length):
     return ref._decode(raw) if ref._decode else raw
 
 
-def _task_error(ref, slot=None):
+def _message(ref, slot):
     msg = ffi.string(lib.marin_future_error(ref._fut)).decode("utf-8", "replace")
+    if slot is not None and slot.what and "'call" in msg:
+        # actor calls travel as the C methods "call"/"call_idempotent"
+        msg = msg.replace("call 'call_idempotent'", "call '%s'" % slot.what, 1)
+        msg = msg.replace("call 'call'", "call '%s'" % slot.what, 1)
+    return msg
+
+
+def _task_error(ref, slot=None):
     if slot is not None and slot.exc is not None:
         e = slot.exc
+        msg = _message(ref, slot)
         te = TaskError(msg or "%s: %s" % (type(e).__name__, e), lib.MARIN_ETASK,
                        type(e).__name__, str(e), slot.tb, e)
         return te.as_instanceof_cause()
     return None
 
 
+_REMOTE_EXC = re.compile(r"(?:^|: )([A-Z][A-Za-z0-9_]*): (.*)$", re.S)
+
+
 def _raise_failure(ref, rc):
     slot = ref._slot
-    te = _task_error(ref, slot)
-    if te is not None:
-        raise te
-    msg = ffi.string(lib.marin_future_error(ref._fut)).decode("utf-8", "replace")
+    if slot is not None:
+        if slot.key:
+            _settle(slot.key)
+        if rc == lib.MARIN_ETASK or rc == 0:
+            te = _task_error(ref, slot)
+            if te is not None:
+                raise te
+            for d in slot.deps or ():
+                # a dependency failed, so this never ran: raise its own error
+                if lib.marin_future_state(d._fut) in (3, 4):
+                    get(d)
+    msg = _message(ref, slot)
     if rc == lib.MARIN_ETASK:
-        # "...: TypeName: message" from a task that ran elsewhere
+        # "... failed ...: TypeName: message" from a task that ran elsewhere
         remote_type, remote_msg = None, msg
-        tail = msg.rsplit("): ", 1)[-1] if "): " in msg else msg
-        if ": " in tail:
-            head, rest = tail.split(": ", 1)
-            if head.isidentifier():
-                remote_type, remote_msg = head, rest
+        m = _REMOTE_EXC.search(msg)
+        if m:
+            remote_type, remote_msg = m.group(1), m.group(2)
         raise TaskError(msg, rc, remote_type, remote_msg)
     raise error_for(rc, msg)
 
@@ -375,6 +402,8 @@ def wait(refs, num_returns=1, timeout=None, fetch_local=True):
 def _cancel(ref):
     rc = lib.marin_future_cancel(ref._fut)
     if rc == 0:
+        if ref._slot is not None and ref._slot.key:
+            _settle(ref._slot.key)
         return True
     if rc == lib.MARIN_ESTATE:
         return False
@@ -396,7 +425,7 @@ class WorkerKilled(BaseException):
 
 
 class _Call:
-    __slots__ = ("fn", "args", "kwargs", "slot", "opts", "refpos")
+    __slots__ = ("fn", "args", "kwargs", "slot", "opts", "refpos", "fut")
 
     def __init__(self, fn, args, kwargs, slot, opts, refpos):
         self.fn = fn
@@ -405,6 +434,34 @@ class _Call:
         self.slot = slot
         self.opts = opts
         self.refpos = refpos
+        self.fut = None  # a retained reference, for sweeping
+
+
+_sweep_at = [4096]
+
+
+def _settle(key):
+    """Forget call @key (its arguments go with it)."""
+    call = _calls.pop(key, None)
+    if call is not None and call.fut is not None and lib is not None:
+        fut, call.fut = call.fut, None
+        lib.marin_future_release(fut)
+
+
+def _track(key, fut):
+    """Keep a reference to the call's future, so calls that end without
+    running their function (cancelled, a dependency failed, the worker died,
+    the actor was killed) are forgotten too: swept when the table has
+    doubled since the last sweep, so the cost per call stays constant."""
+    call = _calls.get(key)
+    if call is not None:
+        lib.marin_future_retain(fut)
+        call.fut = fut
+    if len(_calls) > _sweep_at[0]:
+        for k, c in list(_calls.items()):
+            if c.fut is not None and lib.marin_future_state(c.fut) >= 2:
+                _settle(k)
+        _sweep_at[0] = max(4096, 2 * len(_calls))
 
 
 def _deps_of(args, kwargs):
@@ -416,22 +473,16 @@ def _deps_of(args, kwargs):
 
 
 def _resolve(v):
-    if isinstance(v, ObjectRef):
-        slot = v._slot
-        if slot is None:
-            return get(v)
-        if slot.exc is not None:
-            raise _task_error(v, slot)
-        return slot.value
-    return v
+    # get, not the slot: an actor call does not wait for its arguments
+    return get(v) if isinstance(v, ObjectRef) else v
 
 
 def submit_call(fn, args, kwargs, opts, label=None):
     """Submit Python @fn(*args, **kwargs) with TaskOptions @opts."""
     rt = _rt()
     key = next(_next_key)
-    slot = _Slot()
     deps = _deps_of(args, kwargs)
+    slot = _Slot(key, deps, label)
     _calls[key] = _Call(fn, args, kwargs, slot, opts, bool(deps))
     arg = key.to_bytes(8, "little")
     out = ffi.new("marin_future_t **")
@@ -443,11 +494,22 @@ def submit_call(fn, args, kwargs, opts, label=None):
     if rc != 0:
         _calls.pop(key, None)
         check(rc)
+    _track(key, out[0])
     return ObjectRef(out[0], slot)
 
 
+_OWN_FILES = (__file__.rstrip("c"),)
+
+
 def _traceback_text(e):
-    return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    """The traceback as text, formatted without column markers: those parse
+    the source with ast, which is not safe from several threads on 3.11
+    (CPython gh-106905). Frames of marin's own trampolines are left out."""
+    frames = [traceback.FrameSummary(f.filename, f.lineno, f.name, line=f.line)
+              for f in traceback.extract_tb(e.__traceback__)
+              if not f.filename.endswith(("marin/_core.py", "marin/_actor.py"))]
+    return ("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) +
+            "".join(traceback.format_exception_only(type(e), e)))
 
 
 @ffi.def_extern(error=-13)  # MARIN_ETASK if the trampoline itself fails
@@ -475,7 +537,7 @@ def marin_py_task(ctx, arg, length, userdata):
         if not isinstance(e, Exception) or not call.opts.retries(e, attempt):
             call.slot.exc = e if isinstance(e, Exception) else RuntimeError(text)
             call.slot.tb = _traceback_text(e)
-            _calls.pop(key, None)
+            _settle(key)
             if call.opts.retry_types and not isinstance(e, call.opts.retry_types):
                 # The C layer would retry it (retry_exceptions is on for the
                 # listed types): settle it here; get() raises from the slot.
@@ -484,7 +546,7 @@ def marin_py_task(ctx, arg, length, userdata):
     finally:
         _tls.ctx = prev
     call.slot.value = value
-    _calls.pop(key, None)
+    _settle(key)
     return 0
 
 
@@ -560,6 +622,7 @@ class RemoteFunction:
         self._fn = fn
         self._options = dict(options)
         self._opts = None
+        self._label = None
         self.__name__ = getattr(fn, "__name__", "remote")
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__wrapped__ = fn
@@ -569,11 +632,13 @@ class RemoteFunction:
             o = dict(self._options)
             o.setdefault("label", "%s.%s" % (getattr(self._fn, "__module__", "?"),
                                              getattr(self._fn, "__qualname__", self.__name__)))
+            self._label = o.get("name") or o["label"]
             self._opts = TaskOptions(o)
         return self._opts
 
     def remote(self, *args, **kwargs):
-        return submit_call(self._fn, args, kwargs, self._task_options())
+        opts = self._task_options()
+        return submit_call(self._fn, args, kwargs, opts, self._label)
 
     def options(self, **options):
         merged = dict(self._options)

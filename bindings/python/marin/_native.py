@@ -149,8 +149,10 @@ class TaskError(MarinError):
     def as_instanceof_cause(self):
         """This error as an instance of a subclass of both TaskError and the
         cause's class (as Ray's RayTaskError does), or itself."""
+        if isinstance(self.cause, TaskError):
+            return self.cause  # it failed on an upstream error: that error, as is
         cls = type(self.cause) if self.cause is not None else None
-        if cls is None or issubclass(cls, TaskError) or not issubclass(cls, Exception):
+        if cls is None or not issubclass(cls, Exception):
             return self
         try:
             name = "TaskError(%s)" % cls.__name__
