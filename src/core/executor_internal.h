@@ -1,5 +1,7 @@
-/* The executor's status file (executor_status.c), shared with executor.c
- * and the tests. Private.
+/* The executor's status file (executor_status.c), shared with executor.c,
+ * executor_run.c and the tests; and the executor's objects, shared by
+ * executor.c (the API, names, hashing, plan/DOT/Mermaid text) and
+ * executor_run.c (the run). Private.
  *
  * <output>/.executor_status holds one JSON object per line, the last line
  * being the step's current state:
@@ -17,6 +19,7 @@
 #include <stdint.h>
 
 #include "marin/common.h"
+#include "marin/executor.h"
 
 /* Name of the status file inside a step's output directory. */
 #define MARIN__XSTATUS_FILE ".executor_status"
@@ -80,5 +83,59 @@ unsigned char *marin__xstep_encode(const char *name, const void *config,
                                    size_t config_len, const char *version,
                                    const char *const *deps, size_t ndeps,
                                    size_t *len);
+
+/* ---- the executor's objects (executor.c, executor_run.c) ---- */
+
+/* Option defaults (marin_executor_options_create, and a run without
+ * options). */
+#define MARIN__XDEFAULT_TTL_MS 30000
+#define MARIN__XDEFAULT_POLL_MS 500
+
+struct marin_step {
+    marin_executor_t *ex;
+    size_t index; /* in ex->steps */
+    char *name;
+    char *task;
+    void *config;
+    size_t config_len;
+    char *version;
+    marin_step_t **deps; /* borrowed from ex; NULL when ndeps == 0 */
+    size_t ndeps;
+    marin_task_options_t *opts; /* the caller's, plus the MARIN_* env */
+    char *path;         /* PREFIX/NAME-HASH8 */
+    const char *rel;    /* NAME-HASH8, inside path */
+    char *status_file;  /* path/.executor_status */
+    char *lease_key;
+    char *commit_key;
+};
+
+struct marin_executor {
+    marin_runtime_t *rt;
+    char *prefix;
+    marin_step_t **steps; /* in the order added: dependencies first */
+    size_t nsteps, cap;
+};
+
+struct marin_executor_options {
+    int dry_run;
+    int force;
+    int64_t ttl_ms;
+    int64_t poll_ms;
+    size_t max_parallel;
+    char *owner; /* NULL: HOST:PID:RANDOM per run */
+};
+
+/* What a run does with a step (the plan's RUN, SKIP, STOP). */
+enum { MARIN__XACT_RUN, MARIN__XACT_SKIP, MARIN__XACT_STOP };
+
+/* What a run would do with @p s: into *act (MARIN__XACT_*); its status into
+ * *st. @return MARIN_OK or the error reading the status or the KV store
+ * (executor_run.c). */
+int marin__xstep_action(marin_executor_t *ex, const marin_step_t *s,
+                        int force, int *act, marin__xstatus *st);
+
+/* The dry run: print the plan (as marin_executor_plan with @p force) to
+ * stdout. @return MARIN_OK or the error (executor.c). */
+int marin__xprint_plan(marin_executor_t *ex, int force);
 
 #endif

@@ -1,5 +1,5 @@
 /* The local backend's state, shared by its files (local.c: tasks and
- * threads; local_kv.c: KV and leases; local_actor.c: actors). Private. */
+ * threads; local_kv*.c: KV and leases; local_actor*.c: actors). Private. */
 #ifndef MARIN_LOCAL_INTERNAL_H
 #define MARIN_LOCAL_INTERNAL_H
 
