@@ -2748,6 +2748,67 @@ END_TEST
 
 /* ---- suite ---- */
 
+/* An actor that holds GPUs sees their ids in its constructor and methods,
+ * and two actors holding one whole GPU each get different ones. */
+static atomic_int g_gpu_ctor_n = -1;
+
+static int gpu_init(marin_task_ctx_t *ctx, const void *arg, size_t len, void **self)
+{
+    (void)arg, (void)len;
+    int ids[4];
+    size_t n = 0;
+    if (marin_task_gpu_ids(ctx, ids, 4, &n) == MARIN_OK)
+        atomic_store(&g_gpu_ctor_n, (int)n);
+    *self = NULL;
+    return 0;
+}
+
+static int gpu_ids_method(marin_task_ctx_t *ctx, void *self, const void *arg, size_t len)
+{
+    (void)self, (void)arg, (void)len;
+    int ids[4];
+    size_t n = 0;
+    int rc = marin_task_gpu_ids(ctx, ids, 4, &n);
+    if (rc != MARIN_OK)
+        return rc;
+    return marin_task_return(ctx, ids, n * sizeof(int));
+}
+
+START_TEST(test_actor_gpu_ids)
+{
+    marin_actor_class_t *c = NULL;
+    ck_assert_marin(marin_actor_class_create("GpuActor", gpu_init, NULL, &c), MARIN_OK);
+    ck_assert_marin(marin_actor_class_add_method(c, "ids", gpu_ids_method, 0), MARIN_OK);
+    ck_assert_marin(marin_register_actor_class(c), MARIN_OK);
+    marin_actor_class_destroy(c);
+    marin_runtime_t *rt = open_rt("local://?resources=cpus=2,gpus=2");
+    marin_actor_options_t *o = opts_res("gpus=1");
+    marin_actor_t *a = NULL, *b = NULL;
+    ck_assert_marin(marin_actor_create(rt, "GpuActor", NULL, 0, o, &a), MARIN_OK);
+    ck_assert_marin(marin_actor_create(rt, "GpuActor", NULL, 0, o, &b), MARIN_OK);
+    ck_assert_marin(marin_actor_ready(a, 5000), MARIN_OK);
+    ck_assert_int_eq(atomic_load(&g_gpu_ctor_n), 1);
+    int got[2];
+    marin_actor_t *both[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        marin_future_t *f = NULL;
+        ck_assert_marin(marin_actor_call(both[i], "ids", NULL, 0, &f), MARIN_OK);
+        const void *data;
+        size_t len;
+        ck_assert_marin(marin_future_get(f, 5000, &data, &len), MARIN_OK);
+        ck_assert_uint_eq(len, sizeof(int));
+        memcpy(&got[i], data, sizeof(int));
+        marin_future_release(f);
+    }
+    ck_assert_int_ne(got[0], got[1]);
+    ck_assert(got[0] >= 0 && got[0] < 2 && got[1] >= 0 && got[1] < 2);
+    marin_actor_options_destroy(o);
+    marin_actor_release(a);
+    marin_actor_release(b);
+    marin_runtime_close(rt);
+}
+END_TEST
+
 static Suite *actor_suite(void)
 {
     Suite *s = suite_create("actor");
@@ -2775,6 +2836,7 @@ static Suite *actor_suite(void)
     tcase_add_test(tc, test_actor_many_actors_tasks_run);
     tcase_add_test(tc, test_actor_resources_held);
     tcase_add_test(tc, test_actor_resources_infeasible);
+    tcase_add_test(tc, test_actor_gpu_ids);
     tcase_add_test(tc, test_actor_create_waits_for_resources);
     tcase_add_test(tc, test_actor_name_taken);
     tcase_add_test(tc, test_actor_get_if_exists);

@@ -219,12 +219,13 @@ typedef struct marin__actor_ops {
  * when the method called marin_test_kill_worker. The future is not
  * touched. */
 int marin__method_execute(marin_runtime_t *rt, struct marin__task *call,
-                          marin_method_fn fn, void *self, void **result,
-                          size_t *len, char **msg, int *died);
+                          const marin__exec_env *env, marin_method_fn fn, void *self,
+                          void **result, size_t *len, char **msg, int *died);
 /* The same for a constructor (init), restore or checkpoint hook: @p kind
  * picks which; self is in/out. */
 enum { MARIN__HOOK_INIT, MARIN__HOOK_RESTORE, MARIN__HOOK_SAVE };
-int marin__hook_execute(marin_runtime_t *rt, const marin__actor_class_entry *cls,
+int marin__hook_execute(marin_runtime_t *rt, const marin__exec_env *env,
+                        const marin__actor_class_entry *cls,
                         int kind, const void *arg, size_t len, void **self,
                         void **result, size_t *rlen, char **msg,
                         marin_future_t **running, pthread_mutex_t *running_mu);

@@ -489,6 +489,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
 
 /* Run @p fn with a context for @p call (which lives in a future). */
 static int run_with_ctx(marin_runtime_t *rt, struct marin__task *call,
+                        const marin__exec_env *env,
                         int (*invoke)(marin_task_ctx_t *ctx, void *a), void *a,
                         void **result, size_t *len, char **msg, int *died)
 {
@@ -498,6 +499,10 @@ static int run_with_ctx(marin_runtime_t *rt, struct marin__task *call,
     ctx.f = marin__task_future(call);
     ctx.attempt = 1;
     ctx.no_lend = 1;
+    if (env) {
+        ctx.gpu_ids = env->gpu_ids;
+        ctx.ngpus = env->ngpus;
+    }
     marin_task_ctx_t *prev = current_ctx;
     current_ctx = &ctx;
     marin__api_exit(MARIN_OK);
@@ -543,11 +548,11 @@ static int invoke_method(marin_task_ctx_t *ctx, void *a)
 }
 
 int marin__method_execute(marin_runtime_t *rt, struct marin__task *call,
-                          marin_method_fn fn, void *self, void **result,
-                          size_t *len, char **msg, int *died)
+                          const marin__exec_env *env, marin_method_fn fn, void *self,
+                          void **result, size_t *len, char **msg, int *died)
 {
     struct method_args m = {fn, self, call->arg, call->arg_len};
-    return run_with_ctx(rt, call, invoke_method, &m, result, len, msg, died);
+    return run_with_ctx(rt, call, env, invoke_method, &m, result, len, msg, died);
 }
 
 struct hook_args {
@@ -571,7 +576,8 @@ static int invoke_hook(marin_task_ctx_t *ctx, void *a)
     }
 }
 
-int marin__hook_execute(marin_runtime_t *rt, const marin__actor_class_entry *cls,
+int marin__hook_execute(marin_runtime_t *rt, const marin__exec_env *env,
+                        const marin__actor_class_entry *cls,
                         int kind, const void *arg, size_t len, void **self,
                         void **result, size_t *rlen, char **msg,
                         marin_future_t **running, pthread_mutex_t *running_mu)
@@ -596,7 +602,7 @@ int marin__hook_execute(marin_runtime_t *rt, const marin__actor_class_entry *cls
         *running = f;
         pthread_mutex_unlock(running_mu);
     }
-    int rc = run_with_ctx(rt, &f->task, invoke_hook, &h, result, rlen, msg, &died);
+    int rc = run_with_ctx(rt, &f->task, env, invoke_hook, &h, result, rlen, msg, &died);
     if (running) {
         pthread_mutex_lock(running_mu);
         *running = NULL;

@@ -113,15 +113,16 @@ int marin__la_restarts_left(const lactor *a)
 
 static int build(lactor *a, int from_checkpoint, char **msg)
 {
+    marin__exec_env env = {a->hold.w.gpu_ids, a->hold.w.ngpus};
     void *result = NULL, *self = NULL;
     size_t rlen = 0;
     int rc;
     if (from_checkpoint)
-        rc = marin__hook_execute(a->s->rt, a->cls, MARIN__HOOK_RESTORE, a->ckpt,
+        rc = marin__hook_execute(a->s->rt, &env, a->cls, MARIN__HOOK_RESTORE, a->ckpt,
                                  a->ckpt_len, &self, &result, &rlen, msg, &a->hook_fut,
                                  &a->mu);
     else
-        rc = marin__hook_execute(a->s->rt, a->cls, MARIN__HOOK_INIT, a->ctor_arg,
+        rc = marin__hook_execute(a->s->rt, &env, a->cls, MARIN__HOOK_INIT, a->ctor_arg,
                                  a->ctor_len, &self, &result, &rlen, msg, &a->hook_fut,
                                  &a->mu);
     marin__free(result);
@@ -151,13 +152,14 @@ static int checkpoint_locked(lactor *a, char **msg)
     while (a->saving)
         pthread_cond_wait(&a->state_cv, &a->mu);
     a->saving = 1;
+    marin__exec_env env = {a->hold.w.gpu_ids, a->hold.w.ngpus};
     void *self = a->self;
     uint64_t epoch = a->epoch;
     pthread_mutex_unlock(&a->mu);
     void *bytes = NULL;
     size_t len = 0;
-    int rc = marin__hook_execute(a->s->rt, a->cls, MARIN__HOOK_SAVE, NULL, 0, &self, &bytes,
-                                 &len, msg, &a->hook_fut, &a->mu);
+    int rc = marin__hook_execute(a->s->rt, &env, a->cls, MARIN__HOOK_SAVE, NULL, 0, &self,
+                                 &bytes, &len, msg, &a->hook_fut, &a->mu);
     pthread_mutex_lock(&a->mu);
     a->saving = 0;
     pthread_cond_broadcast(&a->state_cv);
@@ -310,7 +312,10 @@ static void run_call(lactor *a, size_t slot, struct marin__task *t)
     size_t len = 0;
     char *msg = NULL;
     int died = 0;
-    int rc = marin__method_execute(a->s->rt, t, m->fn, self, &result, &len, &msg, &died);
+    /* the GPUs the actor holds for its lifetime */
+    marin__exec_env env = {a->hold.w.gpu_ids, a->hold.w.ngpus};
+    int rc = marin__method_execute(a->s->rt, t, &env, m->fn, self, &result, &len, &msg,
+                                   &died);
 
     pthread_mutex_lock(&a->mu);
     char text[1200];
