@@ -41,7 +41,7 @@ TSAN_SUITES := future task local map runtime actor kv
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libuv1-dev \
     libzstd-dev zstd check libsubunit-dev libhiredis-dev libjansson-dev \
     libxxhash-dev libcurl4-openssl-dev redis-server python3-cffi python3-pytest \
-    python3-dev
+    python3-dev python3-cloudpickle
 
 # ---------------------------------------------------------------------------
 # LATER TEST STAGES — not added yet. Targets listed here run at the end of

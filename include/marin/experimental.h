@@ -16,6 +16,13 @@ extern "C" {
  *  @return MARIN_EWORKER, for `return marin_test_kill_worker(ctx)`. */
 MARIN_API int marin_test_kill_worker(marin_task_ctx_t *ctx);
 
+/** Serve the driver of a `local://?processes=N` runtime on socket @p fd:
+ *  run the tasks it sends (registered in this process by name) until it
+ *  closes the socket. For worker programs (Python's `-m marin.worker`); a C
+ *  program started as a worker reaches it through marin_runtime_open.
+ *  @return MARIN_OK when the driver closed; MARIN_EPROTO on a bad frame. */
+MARIN_API int marin_worker_serve_fd(int fd);
+
 #ifdef __cplusplus
 }
 #endif

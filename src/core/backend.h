@@ -111,7 +111,40 @@ int marin__future_unlisten(marin_future_t *f, marin__listener *l);
 typedef struct marin__exec_env {
     const int *gpu_ids;
     size_t ngpus;
+    /* Run the attempt elsewhere (a worker process) instead of calling the
+     * function on this thread: return what the function would have returned,
+     * with its result given through marin_task_return/marin_task_fail on
+     * @p ctx; set *died when the place it ran died (the attempt then counts
+     * as a system failure, MARIN_EWORKER). NULL: run it here. */
+    int (*run)(void *run_ud, marin_task_ctx_t *ctx, struct marin__task *t, int *died);
+    void *run_ud;
 } marin__exec_env;
+
+/* What a worker process gets of a task to run (marin__task_run_here). */
+typedef struct marin__detached_task {
+    const char *name;
+    const char *label;          /* NULL: none */
+    const void *arg;
+    size_t arg_len;
+    int attempt;
+    size_t nenv;
+    const char *const *env_keys, *const *env_values;
+    size_t ndeps;
+    const void *const *dep_data;
+    const size_t *dep_len;
+    const int *gpu_ids;
+    size_t ngpus;
+} marin__detached_task;
+
+/* Run one attempt of a registered task on this thread, outside any
+ * scheduler (a worker process serving its driver): the function sees a
+ * context with @p d's argument, attempt, env, dependency results and GPU
+ * ids, and @p rt as marin_task_runtime (nested work; may be NULL). Returns
+ * the function's code: MARIN_OK with *result and *len (caller frees), or a
+ * failure with *msg (caller frees); *died when it called
+ * marin_test_kill_worker. MARIN_ENOTFOUND when no task has that name. */
+int marin__task_run_here(marin_runtime_t *rt, const marin__detached_task *d,
+                         void **result, size_t *len, char **msg, int *died);
 
 /* Run one attempt of @p t's function on this thread. The caller must hold
  * no backend lock. Returns 1 when the task is settled (its future finished:

@@ -1,4 +1,5 @@
 /* Runtime open/close and backend selection. */
+#define MARIN_EXPERIMENTAL 1
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,16 @@ int marin_runtime_open(const char *uri, marin_runtime_t **out)
         rc = no_backend(uri, u.scheme);
         marin__uri_free(&u);
         return marin__api_exit(rc);
+    }
+    /* A worker process of a `local://?processes=N` driver that is this same
+     * program started again: serve the driver, then end the process (its
+     * main() is not meant to go on as a second driver). */
+    const char *worker_fd = getenv("MARIN_LOCAL_WORKER_FD");
+    if (worker_fd && *worker_fd && strcmp(u.scheme, "local") == 0 &&
+        marin__uri_param(&u, "processes")) {
+        marin__uri_free(&u);
+        int fd = atoi(worker_fd);
+        exit(marin_worker_serve_fd(fd) == MARIN_OK ? 0 : 1);
     }
     marin_runtime_t *rt = marin__calloc(1, sizeof *rt);
     if (!rt) {

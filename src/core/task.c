@@ -432,7 +432,8 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
     current_ctx = &ctx;
     marin__api_exit(MARIN_OK); /* so a failure's detail below is the task's own */
     const marin__task_entry *e = t->entry;
-    int rc = e->fn(&ctx, t->arg, t->arg_len, e->userdata);
+    int rc = env && env->run ? env->run(env->run_ud, &ctx, t, &ctx.worker_died)
+                             : e->fn(&ctx, t->arg, t->arg_len, e->userdata);
     current_ctx = prev;
     if (timer)
         marin__timer_cancel(rt, timer);
@@ -453,7 +454,9 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
          * call that failed inside it, else the code's description. */
         const char *detail = marin__err_msg();
         const char *why = ctx.fail_msg ? ctx.fail_msg
-                          : ctx.worker_died ? "simulated by marin_test_kill_worker"
+                          : ctx.worker_died ? (env && env->run && detail[0]
+                                                   ? detail
+                                                   : "simulated by marin_test_kill_worker")
                           : detail[0]       ? detail
                                             : marin_strerror(rc);
         unsigned s = atomic_load(&f->state);
@@ -497,7 +500,7 @@ static int run_with_ctx(marin_runtime_t *rt, struct marin__task *call,
     ctx.rt = rt;
     ctx.t = call;
     ctx.f = marin__task_future(call);
-    ctx.attempt = 1;
+    ctx.attempt = call->attempt > 0 ? call->attempt : 1;
     ctx.no_lend = 1;
     if (env) {
         ctx.gpu_ids = env->gpu_ids;
@@ -612,6 +615,85 @@ int marin__hook_execute(marin_runtime_t *rt, const marin__exec_env *env,
         marin__free(*msg);
         *msg = marin__strdup("marin_test_kill_worker was called in a constructor or "
                              "checkpoint hook; only methods may simulate a crash");
+    }
+    marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, NULL);
+    marin_future_release(f);
+    marin_future_release(f);
+    return rc;
+}
+
+/* ---- a task run by a worker process for its driver ---- */
+
+struct task_args {
+    const marin__task_entry *e;
+    const void *arg;
+    size_t len;
+};
+
+static int invoke_task(marin_task_ctx_t *ctx, void *a)
+{
+    struct task_args *ta = a;
+    return ta->e->fn(ctx, ta->arg, ta->len, ta->e->userdata);
+}
+
+int marin__task_run_here(marin_runtime_t *rt, const marin__detached_task *d,
+                         void **result, size_t *len, char **msg, int *died)
+{
+    *result = NULL;
+    *len = 0;
+    *msg = NULL;
+    *died = 0;
+    const marin__task_entry *e = marin__registry_find_task(d->name);
+    if (!e)
+        return marin__err(MARIN_ENOTFOUND, "no task named '%s' is registered in this "
+                          "worker process (register it before marin_runtime_open, or "
+                          "import its module in the worker)", d->name);
+    marin_task_options_t *o = NULL;
+    marin_future_t *f = NULL;
+    int rc = marin_task_options_create(&o);
+    for (size_t i = 0; rc == MARIN_OK && i < d->nenv; i++)
+        rc = marin_task_options_set_env(o, d->env_keys[i], d->env_values[i]);
+    if (rc == MARIN_OK && d->label && d->label[0])
+        rc = marin_task_options_set_label(o, d->label);
+    if (rc == MARIN_OK && !(f = marin__future_new(rt)))
+        rc = marin__err(MARIN_ENOMEM, "out of memory running task '%s'", d->name);
+    if (rc != MARIN_OK) {
+        marin_task_options_destroy(o);
+        return rc;
+    }
+    struct marin__task *t = &f->task;
+    t->name = e->name;
+    t->entry = e;
+    t->opts = marin__task_options_snapshot(o);
+    marin_task_options_destroy(o);
+    t->attempt = d->attempt > 0 ? d->attempt : 1;
+    if (d->ndeps && !(t->deps = marin__calloc(d->ndeps, sizeof *t->deps)))
+        rc = marin__err(MARIN_ENOMEM, "out of memory for the dependencies of task '%s'",
+                        d->name);
+    /* Dependencies arrive as bytes: give them to the task as finished
+     * futures, so marin_task_dep works as in the driver. */
+    for (size_t i = 0; rc == MARIN_OK && i < d->ndeps; i++) {
+        marin_future_t *dep = marin__future_new(rt);
+        void *copy = d->dep_len[i] ? marin__memdup(d->dep_data[i], d->dep_len[i]) : NULL;
+        if (!dep || (d->dep_len[i] && !copy)) {
+            marin__free(copy);
+            if (dep) {
+                atomic_store(&dep->refs, 1);
+                marin_future_release(dep);
+            }
+            rc = marin__err(MARIN_ENOMEM, "out of memory for the dependencies of task "
+                            "'%s'", d->name);
+            break;
+        }
+        marin__future_finish(dep, MARIN_FUTURE_SUCCEEDED, MARIN_OK, copy, d->dep_len[i],
+                             NULL);
+        marin_future_release(dep); /* the system side's reference */
+        t->deps[t->ndeps++] = dep;
+    }
+    if (rc == MARIN_OK) {
+        marin__exec_env env = {d->gpu_ids, d->ngpus, NULL, NULL};
+        struct task_args ta = {e, d->arg, d->arg_len};
+        rc = run_with_ctx(rt, t, &env, invoke_task, &ta, result, len, msg, died);
     }
     marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, NULL);
     marin_future_release(f);

@@ -8,11 +8,14 @@ tasks and take and return bytes, so C code and other processes can call
 them too.
 """
 import atexit
+import base64
 import collections
 import itertools
 import os
+import pickle
 import re
 import sys
+import urllib.parse
 import threading
 import time
 import traceback
@@ -31,6 +34,13 @@ _runtime = None          # the default runtime (a _Runtime)
 _calls = {}              # key -> _Call, until the call is settled
 _next_key = itertools.count(1)
 _tls = threading.local()  # .ctx: the marin_task_ctx_t of the task running here
+_process_mode = False     # local://?processes=N: Python tasks travel pickled
+
+# Pickled calls (processes=N, remote backends) start with this, so they are
+# never taken for the 8-byte key of an in-process call.
+PICKLED = b"MPY1"
+_TB_MARK = "\n--- remote traceback ---\n"
+_EXC_MARK = "\n--- pickled exception ---\n"
 
 
 # ---------------------------------------------------------------- runtime
@@ -61,8 +71,28 @@ def init(uri=None, *, ignore_reinit_error=False, **_ignored):
                              "marin.shutdown() first or pass ignore_reinit_error=True"
                              % _runtime.backend, lib.MARIN_ESTATE)
         _register_trampoline()
+        uri = _with_python_worker(uri)
         _runtime = _Runtime(uri)
+        global _process_mode
+        _process_mode = uri is not None and "processes=" in (uri.split("?", 1) + [""])[1]
         return _runtime.backend
+
+
+def _with_python_worker(uri):
+    """local://?processes=N runs tasks in worker processes: make them Python
+    workers (this interpreter, -m marin.worker) that can import what this
+    process imports, unless the URI names its own worker."""
+    if uri is None:
+        uri = os.environ.get("MARIN_BACKEND") or None
+    if not uri or not uri.startswith("local") or "?" not in uri:
+        return uri
+    query = uri.split("?", 1)[1]
+    keys = [kv.split("=", 1)[0] for kv in query.split("&") if kv]
+    if "processes" not in keys or "worker" in keys:
+        return uri
+    os.environ["MARIN_PY_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p)
+    cmd = "%s -m marin.worker" % sys.executable
+    return uri + "&worker=" + urllib.parse.quote(cmd, safe="/")
 
 
 # Close the runtime before the interpreter goes: its threads call into Python.
@@ -316,13 +346,31 @@ def _raise_failure(ref, rc):
                     get(d)
     msg = _message(ref, slot)
     if rc == lib.MARIN_ETASK:
-        # "... failed ...: TypeName: message" from a task that ran elsewhere
-        remote_type, remote_msg = None, msg
-        m = _REMOTE_EXC.search(msg)
-        if m:
-            remote_type, remote_msg = m.group(1), m.group(2)
-        raise TaskError(msg, rc, remote_type, remote_msg)
+        raise _remote_task_error(msg, rc)
     raise error_for(rc, msg)
+
+
+def _remote_task_error(msg, rc):
+    """A TaskError from the message of a task that ran in another process:
+    "... failed ...: TypeName: message", then maybe its traceback and the
+    exception itself, pickled."""
+    cause = None
+    tb = ""
+    if _EXC_MARK in msg:
+        msg, blob = msg.split(_EXC_MARK, 1)
+        try:
+            cause = pickle.loads(base64.b64decode(blob))
+        except Exception:  # a class this process cannot load: keep the text
+            cause = None
+    if _TB_MARK in msg:
+        msg, tb = msg.split(_TB_MARK, 1)
+    remote_type, remote_msg = None, msg
+    m = _REMOTE_EXC.search(msg)
+    if m:
+        remote_type, remote_msg = m.group(1), m.group(2)
+    te = TaskError(msg, rc, remote_type, remote_msg, tb,
+                   cause if isinstance(cause, Exception) else None)
+    return te.as_instanceof_cause()
 
 
 def _deadline(timeout):
@@ -477,8 +525,62 @@ def _resolve(v):
     return get(v) if isinstance(v, ObjectRef) else v
 
 
+class _Dep:
+    """Stands for the i-th dependency's value in a pickled call."""
+    __slots__ = ("i",)
+
+    def __init__(self, i):
+        self.i = i
+
+    def __reduce__(self):
+        return (_Dep, (self.i,))
+
+
+def _dumps(obj):
+    try:
+        import cloudpickle  # functions of __main__ and closures travel by value
+        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except ImportError:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _submit_pickled(fn, args, kwargs, opts, label):
+    """processes=N: the call travels pickled; top-level refs become
+    dependencies whose (pickled) results the worker substitutes."""
+    rt = _rt()
+    deps = []
+
+    def sub(v):
+        if isinstance(v, ObjectRef):
+            deps.append(v)
+            return _Dep(len(deps) - 1)
+        return v
+
+    args = tuple(sub(a) for a in args)
+    kwargs = {k: sub(v) for k, v in kwargs.items()} if kwargs else {}
+    spec = (opts.max_retries, opts.retry_all, opts.retry_types)
+    try:
+        arg = PICKLED + _dumps((fn, args, kwargs, spec))
+    except Exception as e:
+        raise TypeError("marin: cannot send %s to a worker process: %s: %s (with "
+                        "processes=N, functions and arguments are pickled; "
+                        "python3-cloudpickle sends functions of __main__ by value)"
+                        % (label or getattr(fn, "__name__", "the call"),
+                           type(e).__name__, e)) from e
+    out = ffi.new("marin_future_t **")
+    if deps:
+        darr = ffi.new("marin_future_t *[]", [d._fut for d in deps])
+        check(lib.marin_submit_after(rt, PY_TASK, arg, len(arg), opts.ptr, darr, len(deps),
+                                     out))
+    else:
+        check(lib.marin_submit(rt, PY_TASK, arg, len(arg), opts.ptr, out))
+    return ObjectRef(out[0], None, pickle.loads)
+
+
 def submit_call(fn, args, kwargs, opts, label=None):
     """Submit Python @fn(*args, **kwargs) with TaskOptions @opts."""
+    if _process_mode and not _in_task():
+        return _submit_pickled(fn, args, kwargs, opts, label)
     rt = _rt()
     key = next(_next_key)
     deps = _deps_of(args, kwargs)
@@ -516,6 +618,8 @@ def _traceback_text(e):
 def marin_py_task(ctx, arg, length, userdata):
     if userdata != ffi.NULL:
         return _run_named(ctx, arg, length, userdata)
+    if length > 8 and bytes(ffi.buffer(arg, 4)) == PICKLED:
+        return _run_pickled(ctx, bytes(ffi.buffer(arg, length))[4:])
     key = int.from_bytes(ffi.buffer(arg, length)[:], "little") if length == 8 else -1
     call = _calls.get(key)
     if call is None:
@@ -548,6 +652,45 @@ def marin_py_task(ctx, arg, length, userdata):
     call.slot.value = value
     _settle(key)
     return 0
+
+
+def _run_pickled(ctx, blob):
+    """A pickled call (in a worker process): run it, return its pickled
+    value, or fail with its type, message, traceback and pickled exception."""
+    prev = getattr(_tls, "ctx", None)
+    _tls.ctx = ctx
+    try:
+        fn, args, kwargs, (max_retries, retry_all, retry_types) = pickle.loads(blob)
+        if any(isinstance(a, _Dep) for a in args) or any(
+                isinstance(v, _Dep) for v in kwargs.values()):
+            data = ffi.new("const void **")
+            n = ffi.new("size_t *")
+
+            def dep(v):
+                if not isinstance(v, _Dep):
+                    return v
+                check(lib.marin_task_dep(ctx, v.i, data, n))
+                return pickle.loads(bytes(ffi.buffer(data[0], n[0])))
+
+            args = tuple(dep(a) for a in args)
+            kwargs = {k: dep(v) for k, v in kwargs.items()}
+        value = fn(*args, **kwargs)
+        out = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except WorkerKilled:
+        return lib.marin_test_kill_worker(ctx)
+    except BaseException as e:  # noqa: B036
+        text = "%s: %s" % (type(e).__name__, e)
+        text += _TB_MARK + _traceback_text(e)
+        try:
+            blob = base64.b64encode(pickle.dumps(e)).decode()
+            if len(blob) < 65536:
+                text += _EXC_MARK + blob
+        except Exception:
+            pass
+        return lib.marin_task_fail(ctx, text.encode("utf-8", "replace"))
+    finally:
+        _tls.ctx = prev
+    return lib.marin_task_return(ctx, out, len(out))
 
 
 # ---------------------------------------------------------------- named tasks

@@ -31,7 +31,7 @@ static void unlock_and_signal(local_state *s)
 }
 
 static const char *const known_params[] = {"resources", "max_threads", "idle_ms",
-                                             "state", NULL};
+                                             "state", "processes", "worker", NULL};
 
 /* ---- capacity and shapes ---- */
 
@@ -293,7 +293,9 @@ static void *worker_main(void *arg)
                 s->signal_pending = 1;
             }
             unlock_and_signal(s);
-            marin__exec_env env = {w.gpu_ids, w.ngpus};
+            marin__exec_env env = {.gpu_ids = w.gpu_ids, .ngpus = w.ngpus,
+                                   .run = s->procs ? marin__local_procs_run : NULL,
+                                   .run_ud = s};
             int settled = marin__task_execute(s->rt, t, &env);
             pthread_mutex_lock(&s->mu);
             unlink_worker(s, &w); /* before release or requeue: shutdown reads it */
@@ -615,6 +617,7 @@ static void local_shutdown(void *state)
     reap_locked(s);
     pthread_mutex_unlock(&s->mu);
     marin__local_actors_join(s);
+    marin__local_procs_stop(s);
 }
 
 static void local_fini(void *state)
@@ -622,6 +625,7 @@ static void local_fini(void *state)
     local_state *s = state;
     marin__local_actors_fini(s);
     marin__local_kv_close(s);
+    marin__local_procs_free(s);
     while (s->shapes) {
         shape *sh = s->shapes;
         s->shapes = sh->next;
@@ -735,8 +739,13 @@ static int local_init(void *state, marin_runtime_t *rt, const marin__uri *uri)
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->exit_cv, NULL);
     pthread_cond_init(&s->hold_cv, NULL);
-    if ((rc = marin__local_kv_open(s, marin__uri_param(uri, "state"))) != MARIN_OK ||
-        (rc = marin__local_actors_init(s)) != MARIN_OK) {
+    long long processes = 0;
+    if ((rc = marin__uri_param_i64(uri, "processes", &processes)) != MARIN_OK ||
+        (rc = marin__local_kv_open(s, marin__uri_param(uri, "state"))) != MARIN_OK ||
+        (rc = marin__local_actors_init(s)) != MARIN_OK ||
+        (marin__uri_param(uri, "processes") &&
+         (rc = marin__local_procs_start(s, processes, marin__uri_param(uri, "worker"))) !=
+             MARIN_OK)) {
         local_fini(s); /* the runtime calls fini only after a good init */
         return rc;
     }

@@ -61,6 +61,7 @@ typedef struct local_state {
     struct local_hold *holds_head, *holds_tail; /* waiting holds, oldest first */
     struct local_kv *kv;        /* local_kv.c: the KV store and leases */
     struct local_actors *actors; /* local_actor.c: actors of this runtime */
+    struct local_procs *procs;  /* local_procs.c: processes=N, else NULL */
 } local_state;
 
 /* ---- local_kv.c ---- */
@@ -70,6 +71,17 @@ int marin__local_kv_open(local_state *s, const char *state_dir);
 /* Free the store (NULL-safe on a state that never opened one). */
 void marin__local_kv_close(local_state *s);
 extern const marin__kv_ops marin__local_kv_ops;
+
+/* ---- local_procs.c: processes=N ---- */
+/* Start @p n worker processes running @p cmd (NULL: this program again).
+ * On failure the caller still calls marin__local_procs_free. */
+int marin__local_procs_start(local_state *s, long long n, const char *cmd);
+/* Ask the workers to exit (closing their sockets), then kill what is left. */
+void marin__local_procs_stop(local_state *s);
+void marin__local_procs_free(local_state *s);
+/* The exec env's run hook: run @p t's attempt in a worker process. */
+int marin__local_procs_run(void *ud, marin_task_ctx_t *ctx, struct marin__task *t,
+                           int *died);
 
 /* ---- local_actor.c ---- */
 int marin__local_actors_init(local_state *s);
