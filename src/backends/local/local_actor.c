@@ -145,6 +145,10 @@ static int actor_create(void *state, const marin__actor_class_entry *cls,
     snprintf(who, sizeof who, "actor %s (class '%s')", marin__la_shown(a), cls->name);
     rc = marin__local_hold(s, &spec->res, -1, who, &a->hold);
     pthread_mutex_lock(&a->mu);
+    if (rc == MARIN_OK) {
+        a->ngpus = a->hold.w.ngpus;
+        memcpy(a->gpu_ids, a->hold.w.gpu_ids, a->ngpus * sizeof *a->gpu_ids);
+    }
     if (rc == MARIN_OK && a->stop) /* the runtime began to close meanwhile */
         rc = marin__err(MARIN_ESTATE, "marin_actor_create: the runtime closed while %s "
                         "was placed", who);

@@ -113,7 +113,7 @@ int marin__la_restarts_left(const lactor *a)
 
 static int build(lactor *a, int from_checkpoint, char **msg)
 {
-    marin__exec_env env = {.gpu_ids = a->hold.w.gpu_ids, .ngpus = a->hold.w.ngpus};
+    marin__exec_env env = {.gpu_ids = a->gpu_ids, .ngpus = a->ngpus};
     void *result = NULL, *self = NULL;
     size_t rlen = 0;
     int rc;
@@ -152,7 +152,7 @@ static int checkpoint_locked(lactor *a, char **msg)
     while (a->saving)
         pthread_cond_wait(&a->state_cv, &a->mu);
     a->saving = 1;
-    marin__exec_env env = {.gpu_ids = a->hold.w.gpu_ids, .ngpus = a->hold.w.ngpus};
+    marin__exec_env env = {.gpu_ids = a->gpu_ids, .ngpus = a->ngpus};
     void *self = a->self;
     uint64_t epoch = a->epoch;
     pthread_mutex_unlock(&a->mu);
@@ -313,7 +313,7 @@ static void run_call(lactor *a, size_t slot, struct marin__task *t)
     char *msg = NULL;
     int died = 0;
     /* the GPUs the actor holds for its lifetime */
-    marin__exec_env env = {.gpu_ids = a->hold.w.gpu_ids, .ngpus = a->hold.w.ngpus};
+    marin__exec_env env = {.gpu_ids = a->gpu_ids, .ngpus = a->ngpus};
     int rc = marin__method_execute(a->s->rt, t, &env, m->fn, self, &result, &len, &msg,
                                    &died);
 

@@ -47,6 +47,10 @@ typedef struct lactor {
     pthread_t *threads;
     size_t nthreads, nlive;
     local_hold hold;
+    /* The GPUs of the hold, copied before the threads start: the threads
+     * read these, and a failed create gives the hold back beside them. */
+    int gpu_ids[MARIN__MAX_GPUS];
+    size_t ngpus;
 } lactor;
 
 struct local_actors {
