@@ -179,4 +179,4 @@ bench: build
 	@$(BUILD)/bench/marin-bench local
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) out
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-python out

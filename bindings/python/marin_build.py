@@ -31,9 +31,38 @@ HEADERS = ["common.h", "version.h", "error.h", "resources.h", "runtime.h",
 EXTRA_SOURCE = r"""
 #define MARIN_EXPERIMENTAL 1
 #include <marin/marin.h>
+
+/* Submit and take a second reference (for the bindings' call table) in one
+ * C call: every cffi call hands the GIL over and back, which costs more
+ * than the submit itself. */
+static int marin_py_submit(marin_runtime_t *rt, const char *task, const void *arg,
+                           size_t len, const marin_task_options_t *opts,
+                           marin_future_t *const *deps, size_t ndeps,
+                           marin_future_t **out)
+{
+    int rc = ndeps ? marin_submit_after(rt, task, arg, len, opts, deps, ndeps, out)
+                   : marin_submit(rt, task, arg, len, opts, out);
+    if (rc == 0)
+        marin_future_retain(*out);
+    return rc;
+}
+
+static int marin_py_call_actor(marin_actor_t *a, const char *method, const void *arg,
+                               size_t len, marin_future_t **out)
+{
+    int rc = marin_actor_call(a, method, arg, len, out);
+    if (rc == 0)
+        marin_future_retain(*out);
+    return rc;
+}
 """
 
 EXTRA_CDEF = r"""
+int marin_py_submit(marin_runtime_t *rt, const char *task, const void *arg, size_t len,
+                    const marin_task_options_t *opts, marin_future_t *const *deps,
+                    size_t ndeps, marin_future_t **out);
+int marin_py_call_actor(marin_actor_t *a, const char *method, const void *arg, size_t len,
+                        marin_future_t **out);
 extern "Python" int marin_py_task(marin_task_ctx_t *ctx, const void *arg, size_t len,
                                   void *userdata);
 extern "Python" int marin_py_actor_init(marin_task_ctx_t *ctx, const void *arg, size_t len,

@@ -186,8 +186,8 @@ class ActorMethod:
         slot = _Slot(key, deps, what)
         _calls[key] = _Call(self._name, args, kwargs, slot, idem, bool(deps))
         out = ffi.new("marin_future_t **")
-        rc = lib.marin_actor_call(h._ptr, b"call_idempotent" if idem else b"call",
-                                  key.to_bytes(8, "little"), 8, out)
+        rc = lib.marin_py_call_actor(h._ptr, b"call_idempotent" if idem else b"call",
+                                     key.to_bytes(8, "little"), 8, out)
         if rc != 0:
             _calls.pop(key, None)
             check(rc)
@@ -282,7 +282,7 @@ def marin_py_actor_call(ctx, self, arg, length):
         if call.refpos:
             args = tuple(_core._resolve(a) for a in args)
             kwargs = {k: _core._resolve(v) for k, v in kwargs.items()} if kwargs else kwargs
-        value = getattr(obj, call.fn)(*args, **(kwargs or {}))
+        value = _core._awaited(getattr(obj, call.fn)(*args, **(kwargs or {})))
     except WorkerKilled:
         if not call.opts:  # not idempotent: it will not be replayed
             _settle(key)

@@ -7,8 +7,10 @@ is pickled. Functions registered by name (register_task) run as their own C
 tasks and take and return bytes, so C code and other processes can call
 them too.
 """
+import asyncio
 import atexit
 import base64
+import inspect
 import collections
 import itertools
 import os
@@ -59,10 +61,56 @@ class _Runtime:
             lib.marin_runtime_close(ptr)
 
 
-def init(uri=None, *, ignore_reinit_error=False, **_ignored):
+# ray.init keywords that change nothing here (logging, dashboard, ...).
+_RAY_INIT_IGNORED = {"namespace", "logging_level", "logging_format", "log_to_driver",
+                     "include_dashboard", "dashboard_host", "dashboard_port",
+                     "configure_logging", "_temp_dir", "local_mode", "object_store_memory",
+                     "runtime_env", "_system_config"}
+
+
+def _ray_init_uri(uri, address, num_cpus, num_gpus, resources, unknown):
+    """A URI from ray.init's keywords: address= names a backend URI;
+    num_cpus/num_gpus/resources size a local runtime."""
+    if unknown:
+        raise TypeError("marin.init: unknown keyword(s) %s" % ", ".join(sorted(unknown)))
+    if address is not None:
+        if uri is not None:
+            raise TypeError("marin.init: give uri or address, not both")
+        if address in ("local", "auto") or ("://" in address and
+                                            not address.startswith("ray://")):
+            uri = None if address == "auto" else address
+        else:
+            raise UnsupportedError(
+                "marin.init: address=%r is a Ray cluster address; marin connects to a "
+                "backend URI instead (redis://host:port?namespace=NAME, or local)" % address,
+                lib.MARIN_EUNSUPPORTED)
+    sizes = {}
+    if num_cpus is not None:
+        sizes["cpus"] = num_cpus
+    if num_gpus is not None:
+        sizes["gpus"] = num_gpus
+    sizes.update(resources or {})
+    if sizes:
+        base = uri or os.environ.get("MARIN_BACKEND") or "local"
+        if not base.startswith("local"):
+            raise UnsupportedError("marin.init: num_cpus/num_gpus/resources size a local "
+                                   "runtime; the capacity of %s comes from its workers"
+                                   % base.split(":", 1)[0], lib.MARIN_EUNSUPPORTED)
+        spec = resources_spec(dict(resources=sizes, _default_cpus=None))
+        sep = "&" if "?" in base else ("?" if base.startswith("local://") else "://?")
+        uri = base + sep + "resources=" + spec
+    return uri
+
+
+def init(uri=None, *, ignore_reinit_error=False, address=None, num_cpus=None,
+         num_gpus=None, resources=None, **ray_kwargs):
     """Open the default runtime: @uri, or $MARIN_BACKEND when None, else
-    "local" (as ray.init). Returns the backend name."""
+    "local" (as ray.init). Ray's address= (a backend URI), num_cpus,
+    num_gpus and resources= (the size of a local runtime) are understood;
+    its logging and dashboard keywords are ignored. Returns the backend."""
     global _runtime
+    unknown = set(ray_kwargs) - _RAY_INIT_IGNORED
+    uri = _ray_init_uri(uri, address, num_cpus, num_gpus, resources, unknown)
     with _state_lock:
         if _runtime is not None:
             if ignore_reinit_error:
@@ -112,6 +160,8 @@ def shutdown():
     if rt is not None:
         rt.close()
         _calls.clear()
+        while _futs:
+            _settle(next(iter(_futs)))
 
 
 def _rt():
@@ -473,7 +523,7 @@ class WorkerKilled(BaseException):
 
 
 class _Call:
-    __slots__ = ("fn", "args", "kwargs", "slot", "opts", "refpos", "fut")
+    __slots__ = ("fn", "args", "kwargs", "slot", "opts", "refpos")
 
     def __init__(self, fn, args, kwargs, slot, opts, refpos):
         self.fn = fn
@@ -482,34 +532,38 @@ class _Call:
         self.slot = slot
         self.opts = opts
         self.refpos = refpos
-        self.fut = None  # a retained reference, for sweeping
 
 
 _sweep_at = [4096]
 
 
+_futs = {}  # call key -> the call table's reference on its future
+
+
 def _settle(key):
-    """Forget call @key (its arguments go with it)."""
-    call = _calls.pop(key, None)
-    if call is not None and call.fut is not None and lib is not None:
-        fut, call.fut = call.fut, None
+    """Forget call @key (its arguments go with it). dict.pop is atomic under
+    the GIL, so the reference is released once even when a worker thread
+    and the submitter race here."""
+    _calls.pop(key, None)
+    fut = _futs.pop(key, None)
+    if fut is not None and lib is not None:
         lib.marin_future_release(fut)
 
 
 def _track(key, fut):
-    """Keep a reference to the call's future, so calls that end without
-    running their function (cancelled, a dependency failed, the worker died,
-    the actor was killed) are forgotten too: swept when the table has
-    doubled since the last sweep, so the cost per call stays constant."""
-    call = _calls.get(key)
-    if call is not None:
-        lib.marin_future_retain(fut)
-        call.fut = fut
-    if len(_calls) > _sweep_at[0]:
-        for k, c in list(_calls.items()):
-            if c.fut is not None and lib.marin_future_state(c.fut) >= 2:
+    """Keep the second reference the submit took (marin_py_submit) on the
+    call's future, so calls that end without running their function
+    (cancelled, a dependency failed, the worker died, the actor was killed)
+    are forgotten too: swept when the table has doubled since the last
+    sweep, so the cost per call stays constant."""
+    _futs[key] = fut
+    if key not in _calls:  # it ran and was settled meanwhile
+        _settle(key)
+    if len(_futs) > _sweep_at[0]:
+        for k, f in list(_futs.items()):
+            if lib.marin_future_state(f) >= 2:
                 _settle(k)
-        _sweep_at[0] = max(4096, 2 * len(_calls))
+        _sweep_at[0] = max(4096, 2 * len(_futs))
 
 
 def _deps_of(args, kwargs):
@@ -559,6 +613,15 @@ def _submit_pickled(fn, args, kwargs, opts, label):
     args = tuple(sub(a) for a in args)
     kwargs = {k: sub(v) for k, v in kwargs.items()} if kwargs else {}
     spec = (opts.max_retries, opts.retry_all, opts.retry_types)
+    if getattr(fn, "__module__", None) == "__main__" or "<locals>" in getattr(
+            fn, "__qualname__", ""):
+        try:
+            import cloudpickle  # noqa: F401
+        except ImportError:
+            raise TypeError("marin: %s is defined in __main__ or inside a function, so a "
+                            "worker process cannot import it: install python3-cloudpickle "
+                            "(it sends such functions by value) or move it to a module"
+                            % getattr(fn, "__qualname__", fn)) from None
     try:
         arg = PICKLED + _dumps((fn, args, kwargs, spec))
     except Exception as e:
@@ -588,11 +651,8 @@ def submit_call(fn, args, kwargs, opts, label=None):
     _calls[key] = _Call(fn, args, kwargs, slot, opts, bool(deps))
     arg = key.to_bytes(8, "little")
     out = ffi.new("marin_future_t **")
-    if deps:
-        darr = ffi.new("marin_future_t *[]", [d._fut for d in deps])
-        rc = lib.marin_submit_after(rt, PY_TASK, arg, 8, opts.ptr, darr, len(deps), out)
-    else:
-        rc = lib.marin_submit(rt, PY_TASK, arg, 8, opts.ptr, out)
+    darr = ffi.new("marin_future_t *[]", [d._fut for d in deps]) if deps else ffi.NULL
+    rc = lib.marin_py_submit(rt, PY_TASK, arg, 8, opts.ptr, darr, len(deps), out)
     if rc != 0:
         _calls.pop(key, None)
         check(rc)
@@ -601,6 +661,13 @@ def submit_call(fn, args, kwargs, opts, label=None):
 
 
 _OWN_FILES = (__file__.rstrip("c"),)
+
+
+def _awaited(value):
+    """An async def function or method runs to completion on this thread."""
+    if inspect.iscoroutine(value):
+        return asyncio.run(value)
+    return value
 
 
 def _traceback_text(e):
@@ -632,7 +699,7 @@ def marin_py_task(ctx, arg, length, userdata):
         if call.refpos:
             args = tuple(_resolve(a) for a in args)
             kwargs = {k: _resolve(v) for k, v in kwargs.items()} if kwargs else kwargs
-        value = call.fn(*args, **(kwargs or {}))
+        value = _awaited(call.fn(*args, **(kwargs or {})))
     except WorkerKilled:
         return lib.marin_test_kill_worker(ctx)
     except BaseException as e:  # noqa: B036 - the task's failure, whatever it is
@@ -674,7 +741,7 @@ def _run_pickled(ctx, blob):
 
             args = tuple(dep(a) for a in args)
             kwargs = {k: dep(v) for k, v in kwargs.items()}
-        value = fn(*args, **kwargs)
+        value = _awaited(fn(*args, **kwargs))
         out = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except WorkerKilled:
         return lib.marin_test_kill_worker(ctx)

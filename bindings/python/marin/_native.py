@@ -9,7 +9,8 @@ try:
     from _marin_cffi import ffi, lib
 except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError(
-        "marin: the compiled module _marin_cffi is missing: build it with `make build` "
+        "marin: the compiled module _marin_cffi is missing or cannot be loaded (built "
+        "against another libmarin?): build it with `make build` "
         "(it lands in build/bindings/python, add that to PYTHONPATH) or install the "
         "package with pip (see bindings/python/README.md): %s" % e) from e
 

@@ -366,7 +366,7 @@ static int local_admit(void *state, struct marin__task *t)
                           "(register it with marin_register_task before submitting)",
                           t->name);
     char who[MARIN_NAME_MAX + 16];
-    snprintf(who, sizeof who, "task '%s'", t->name);
+    snprintf(who, sizeof who, "task '%s'", t->opts->label ? t->opts->label : t->name);
     return marin__local_check_feasible(s, &t->opts->res, "marin_submit", who);
 }
 
