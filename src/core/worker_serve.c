@@ -145,7 +145,10 @@ int marin_worker_serve_fd(int fd)
 {
     /* The driver owns this process: end with it, and leave Ctrl-C to it
      * (the terminal sends SIGINT to the whole process group). */
+    pid_t parent = getppid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* the driver died before the line above */
+        return marin__api_exit(MARIN_OK);
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     unsetenv("MARIN_LOCAL_WORKER_FD");
