@@ -6,6 +6,7 @@
  * pattern a C program uses. */
 #define MARIN_EXPERIMENTAL 1
 #include <check.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,6 +270,66 @@ START_TEST(test_procs_bad_parameters)
 }
 END_TEST
 
+START_TEST(test_procs_idle_worker_death_costs_no_attempt)
+{
+    register_tasks();
+    marin_runtime_t *rt = open_rt("local://?processes=1&resources=cpus=1");
+    marin_task_options_t *o = NULL;
+    ck_assert_marin(marin_task_options_create(&o), MARIN_OK);
+    ck_assert_marin(marin_task_options_set_max_retries(o, 0), MARIN_OK);
+    marin_future_t *f;
+    int pid = 0, pid2 = 0;
+    ck_assert_marin(marin_submit(rt, "p_pid", NULL, 0, o, &f), MARIN_OK);
+    ck_assert_marin(get_int(f, &pid), MARIN_OK);
+    marin_future_release(f);
+    /* the idle worker dies (the OOM killer, an operator): the next task,
+     * with no retries at all, still runs, on its replacement */
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    sleep_ms(100);
+    ck_assert_marin(marin_submit(rt, "p_pid", NULL, 0, o, &f), MARIN_OK);
+    ck_assert_marin(get_int(f, &pid2), MARIN_OK);
+    ck_assert_int_ne(pid2, pid);
+    marin_future_release(f);
+    marin_task_options_destroy(o);
+    marin_runtime_close(rt);
+}
+END_TEST
+
+/* Workers must outlive the thread that opened the runtime (and the worker
+ * threads that replace them come and go). */
+static void *open_on_thread(void *out)
+{
+    *(marin_runtime_t **)out = open_rt("local://?processes=2&resources=cpus=2&idle_ms=50");
+    return NULL;
+}
+
+START_TEST(test_procs_workers_outlive_the_opening_thread)
+{
+    register_tasks();
+    marin_runtime_t *rt = NULL;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, open_on_thread, &rt), 0);
+    pthread_join(th, NULL);
+    ck_assert_ptr_nonnull(rt);
+    marin_task_options_t *o = NULL;
+    ck_assert_marin(marin_task_options_create(&o), MARIN_OK);
+    ck_assert_marin(marin_task_options_set_max_retries(o, 0), MARIN_OK);
+    for (int round = 0; round < 3; round++) {
+        sleep_ms(150); /* idle task threads exit (idle_ms=50) */
+        marin_future_t *f[4];
+        int pid;
+        for (int i = 0; i < 4; i++)
+            ck_assert_marin(marin_submit(rt, "p_pid", NULL, 0, o, &f[i]), MARIN_OK);
+        for (int i = 0; i < 4; i++) {
+            ck_assert_marin(get_int(f[i], &pid), MARIN_OK);
+            marin_future_release(f[i]);
+        }
+    }
+    marin_task_options_destroy(o);
+    marin_runtime_close(rt);
+}
+END_TEST
+
 int main(void)
 {
     if (getenv("MARIN_LOCAL_WORKER_FD")) {
@@ -291,6 +352,8 @@ int main(void)
     tcase_add_test(tc, test_procs_timeout_kills_the_worker);
     tcase_add_test(tc, test_procs_close_with_running_task);
     tcase_add_test(tc, test_procs_bad_parameters);
+    tcase_add_test(tc, test_procs_idle_worker_death_costs_no_attempt);
+    tcase_add_test(tc, test_procs_workers_outlive_the_opening_thread);
     suite_add_tcase(s, tc);
     return marin_test_run(s);
 }

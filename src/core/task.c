@@ -472,7 +472,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
             atomic_compare_exchange_strong(&f->state, &expected, MARIN_FUTURE_PENDING);
             settled = 0;
         } else {
-            char msg[1024], at[128];
+            char msg[16384], at[128]; /* a task's own words may be long */
             attempts_text(t, app, at, sizeof at);
             int plain = app || why == marin_strerror(rc);
             snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", shown_name(t),

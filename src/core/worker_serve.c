@@ -13,9 +13,10 @@
 #define _GNU_SOURCE 1
 #define MARIN_EXPERIMENTAL 1
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -129,6 +130,15 @@ static int decode_task(const void *payload, size_t len, task_msg *m)
 static int send_result(int fd, uint64_t id, int status, const void *data, size_t len,
                        int died)
 {
+    char too_big[160];
+    if (len > WORKER_FRAME_CAP - 64) { /* the driver would refuse the frame */
+        snprintf(too_big, sizeof too_big, "the task's result of %zu bytes is over the "
+                 "%zu-byte cap of a frame from a worker process", len,
+                 (size_t)(WORKER_FRAME_CAP - 64));
+        status = MARIN_ETASK;
+        data = too_big;
+        len = strlen(too_big);
+    }
     marin__wbuf w;
     marin__wbuf_init(&w);
     marin__wbuf_u64(&w, id);
@@ -143,12 +153,14 @@ static int send_result(int fd, uint64_t id, int status, const void *data, size_t
 
 int marin_worker_serve_fd(int fd)
 {
-    /* The driver owns this process: end with it, and leave Ctrl-C to it
-     * (the terminal sends SIGINT to the whole process group). */
-    pid_t parent = getppid();
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) /* the driver died before the line above */
-        return marin__api_exit(MARIN_OK);
+    /* Leave Ctrl-C to the driver (the terminal sends SIGINT to the whole
+     * process group). */
+    /* The driver's death closes the socket, which ends the loop below (no
+     * PDEATHSIG: it fires when the driver *thread* that started us exits).
+     * Keep the socket from the task's own children, so our death is seen. */
+    int fdflags = fcntl(fd, F_GETFD);
+    if (fdflags >= 0)
+        fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC);
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     unsetenv("MARIN_LOCAL_WORKER_FD");

@@ -254,7 +254,7 @@ def marin_py_actor_init(ctx, arg, length, self_out):
         obj = cls(*args, **kwargs)
     except WorkerKilled:
         return lib.marin_test_kill_worker(ctx)
-    except Exception as e:
+    except BaseException as e:  # noqa: B036 - SystemExit too: the constructor failed
         return _fail(ctx, e)
     finally:
         _tls.ctx = prev
@@ -287,8 +287,9 @@ def marin_py_actor_call(ctx, self, arg, length):
         if not call.opts:  # not idempotent: it will not be replayed
             _settle(key)
         return lib.marin_test_kill_worker(ctx)
-    except Exception as e:
-        call.slot.exc = e
+    except BaseException as e:  # noqa: B036
+        call.slot.exc = e if isinstance(e, Exception) else RuntimeError(
+            "%s: %s" % (type(e).__name__, e))
         call.slot.tb = _core._traceback_text(e)
         _settle(key)
         return _fail(ctx, e)

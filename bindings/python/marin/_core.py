@@ -560,9 +560,17 @@ def _track(key, fut):
     if key not in _calls:  # it ran and was settled meanwhile
         _settle(key)
     if len(_futs) > _sweep_at[0]:
-        for k, f in list(_futs.items()):
+        for k in list(_futs):
+            f = _futs.pop(k, None)  # ours now: no other thread releases it
+            if f is None:
+                continue
             if lib.marin_future_state(f) >= 2:
-                _settle(k)
+                _calls.pop(k, None)
+                lib.marin_future_release(f)
+            else:
+                _futs[k] = f
+                if k not in _calls:  # settled meanwhile, without its reference
+                    _settle(k)
         _sweep_at[0] = max(4096, 2 * len(_futs))
 
 
@@ -598,6 +606,20 @@ def _dumps(obj):
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+# A pickled call whose exception must not be retried (retry_exceptions names
+# other types) succeeds in C with this marker and the pickled error.
+_FAILED_RESULT = b"MPYE"
+
+
+def _loads_result(raw):
+    if raw[:4] == _FAILED_RESULT:
+        msg, tb, exc = pickle.loads(raw[4:])
+        te = TaskError(msg, lib.MARIN_ETASK, type(exc).__name__ if exc else None,
+                       str(exc) if exc else msg, tb, exc)
+        raise te.as_instanceof_cause()
+    return pickle.loads(raw)
+
+
 def _submit_pickled(fn, args, kwargs, opts, label):
     """processes=N: the call travels pickled; top-level refs become
     dependencies whose (pickled) results the worker substitutes."""
@@ -606,6 +628,10 @@ def _submit_pickled(fn, args, kwargs, opts, label):
 
     def sub(v):
         if isinstance(v, ObjectRef):
+            if v._slot is not None or v._decode is not _loads_result:
+                # an actor call's value lives in this process, a named task's
+                # is raw bytes: not a pickled result a worker can load
+                return get(v)
             deps.append(v)
             return _Dep(len(deps) - 1)
         return v
@@ -637,14 +663,14 @@ def _submit_pickled(fn, args, kwargs, opts, label):
                                      out))
     else:
         check(lib.marin_submit(rt, PY_TASK, arg, len(arg), opts.ptr, out))
-    return ObjectRef(out[0], None, pickle.loads)
+    return ObjectRef(out[0], None, _loads_result)
 
 
 def submit_call(fn, args, kwargs, opts, label=None):
     """Submit Python @fn(*args, **kwargs) with TaskOptions @opts."""
-    if _process_mode and not _in_task():
+    rt = _rt()  # first: it may open the runtime, which sets the mode
+    if _process_mode:  # (worker processes never set it: nested calls stay there)
         return _submit_pickled(fn, args, kwargs, opts, label)
-    rt = _rt()
     key = next(_next_key)
     deps = _deps_of(args, kwargs)
     slot = _Slot(key, deps, label)
@@ -726,6 +752,7 @@ def _run_pickled(ctx, blob):
     value, or fail with its type, message, traceback and pickled exception."""
     prev = getattr(_tls, "ctx", None)
     _tls.ctx = ctx
+    retry_all, retry_types = False, ()
     try:
         fn, args, kwargs, (max_retries, retry_all, retry_types) = pickle.loads(blob)
         if any(isinstance(a, _Dep) for a in args) or any(
@@ -747,10 +774,20 @@ def _run_pickled(ctx, blob):
         return lib.marin_test_kill_worker(ctx)
     except BaseException as e:  # noqa: B036
         text = "%s: %s" % (type(e).__name__, e)
-        text += _TB_MARK + _traceback_text(e)
+        tb = _traceback_text(e)
+        if retry_types and not retry_all and not (isinstance(e, retry_types)):
+            # C retries every application error of this task (its list is
+            # on): settle this one as a marked result that get() raises
+            try:
+                out = _FAILED_RESULT + pickle.dumps(
+                    (text, tb, e if isinstance(e, Exception) else None))
+            except Exception:
+                out = _FAILED_RESULT + pickle.dumps((text, tb, None))
+            return lib.marin_task_return(ctx, out, len(out))
+        text = text[:4000] + _TB_MARK + tb[-4000:]
         try:
             blob = base64.b64encode(pickle.dumps(e)).decode()
-            if len(blob) < 65536:
+            if len(blob) < 8192:
                 text += _EXC_MARK + blob
         except Exception:
             pass

@@ -87,3 +87,62 @@ def test_unpicklable_argument_is_reported_at_submit(procs):
     f = marin.remote(square_with_pid)
     with pytest.raises(TypeError, match="pickled"):
         f.remote(threading.Lock())
+
+
+def raise_value_error(counter_file):
+    with open(counter_file, "a") as f:
+        f.write("x")
+    raise ValueError("not retried")
+
+
+class Acc:
+    def __init__(self):
+        self.n = 0
+
+    def add(self, k):
+        self.n += k
+        return self.n
+
+
+def double(x):
+    return 2 * x
+
+
+def test_retry_exceptions_list_is_honoured_across_processes(procs, tmp_path):
+    counter = tmp_path / "attempts"
+    f = marin.remote(raise_value_error).options(retry_exceptions=[KeyError], max_retries=3)
+    with pytest.raises(ValueError):
+        marin.get(f.remote(str(counter)))
+    assert counter.read_text() == "x"  # one attempt: ValueError is not in the list
+
+
+def test_actor_refs_and_actor_methods_submitting_tasks(procs):
+    acc = marin.remote(Acc).remote()
+    ref = acc.add.remote(5)  # its value lives in the driver
+    d = marin.remote(double)
+    assert marin.get(d.remote(ref)) == 10
+
+    @marin.remote
+    class Submitter:
+        def run(self, x):
+            return marin.get(d.remote(x))
+
+    s = Submitter.remote()
+    assert marin.get(s.run.remote(21)) == 42
+
+
+def test_long_exception_messages_keep_their_type(procs):
+    f = marin.remote(raise_key_error)
+    with pytest.raises(KeyError):
+        marin.get(f.remote("k" * 3000))
+
+
+def test_auto_init_from_marin_backend(monkeypatch):
+    marin.shutdown()
+    monkeypatch.setenv("MARIN_BACKEND", "local://?processes=2&resources=cpus=2")
+    try:
+        sq = marin.remote(square_with_pid)
+        value, pid = marin.get(sq.remote(9))  # the first call opens the runtime
+        assert value == 81 and pid != os.getpid()
+    finally:
+        marin.shutdown()

@@ -7,7 +7,10 @@
  * Supervision: a worker that dies mid-task (crash, OOM killer, kill -9)
  * fails the attempt as a system failure, MARIN_EWORKER, which the usual
  * retry budget covers; the dead process is reaped and a new one started
- * when a task next needs it. A cancelled or timed-out attempt kills its
+ * when a task next needs it. One that died while idle is replaced before
+ * the next task is sent, without charging that task. Reads go in 100 ms
+ * slices that look at cancellation and at the worker's exit, so a stalled
+ * worker cannot hold a thread (or the runtime's close). A cancelled or timed-out attempt kills its
  * worker (the only way to stop foreign code) and is replaced the same way.
  *
  * The worker command is `worker=CMD` (split on spaces; Python passes its
@@ -172,10 +175,13 @@ static int await_hello(local_state *s, proc *w)
     do
         r = poll(&pfd, 1, HELLO_TIMEOUT_MS);
     while (r < 0 && errno == EINTR);
-    if (r == 0)
+    if (r == 0) {
+        int pid = w->pid;
+        reap(w, NULL, 0);
         return marin__err(MARIN_EUNAVAILABLE, "local backend: worker process %d did not "
-                          "start within %d s (command: %s)", w->pid, HELLO_TIMEOUT_MS / 1000,
+                          "start within %d s (command: %s)", pid, HELLO_TIMEOUT_MS / 1000,
                           s->procs->argv[0]);
+    }
     uint8_t type = 0;
     void *payload = NULL;
     size_t len = 0;
@@ -226,6 +232,8 @@ static int spawn_worker(local_state *s, proc *w)
                 envp[k++] = environ[i];
         envp[k] = fdvar;
         posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD);
+        /* the driver's input is not the worker's to read */
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
         pid_t pid;
         int err = posix_spawn(&pid, ps->argv[0], &fa, NULL, ps->argv, envp);
         if (err != 0) {
@@ -393,6 +401,77 @@ static int apply_result(marin_task_ctx_t *ctx, const void *payload, size_t len,
     return rc;
 }
 
+/* Has the worker exited (reaped here when so)? Called by its slot's owner. */
+static int exited(proc *w)
+{
+    return w->pid && waitpid(w->pid, NULL, WNOHANG) == w->pid;
+}
+
+/* Read exactly @p n bytes, in slices, giving up when the attempt is
+ * cancelled or the worker exits: a worker that stalls mid-frame must not
+ * hold the thread (and the runtime's close) forever. */
+static int read_exact(proc *w, marin_task_ctx_t *ctx, void *buf, size_t n, int *cancelled)
+{
+    size_t got = 0;
+    while (got < n) {
+        struct pollfd pfd = {w->fd, POLLIN, 0};
+        int r = poll(&pfd, 1, POLL_SLICE_MS);
+        if (r < 0 && errno != EINTR)
+            return marin__err(MARIN_EUNAVAILABLE, "poll on worker process %d: %s", w->pid,
+                              strerror(errno));
+        if (r > 0) {
+            ssize_t k = read(w->fd, (char *)buf + got, n - got);
+            if (k > 0) {
+                got += (size_t)k;
+                continue;
+            }
+            if (k == 0)
+                return marin__err(MARIN_EUNAVAILABLE, "worker process %d closed its socket "
+                                  "after %zu of %zu bytes", w->pid, got, n);
+            if (errno != EINTR && errno != EAGAIN)
+                return marin__err(MARIN_EUNAVAILABLE, "reading from worker process %d: %s",
+                                  w->pid, strerror(errno));
+            continue;
+        }
+        if (marin_task_cancelled(ctx)) {
+            *cancelled = 1;
+            return MARIN_ECANCELED;
+        }
+        if (exited(w)) {
+            w->pid = -w->pid; /* reaped: remember it for the message */
+            return marin__err(MARIN_EUNAVAILABLE, "worker process %d exited", -w->pid);
+        }
+    }
+    return MARIN_OK;
+}
+
+/* One RESULT frame, read in slices (see read_exact). */
+static int read_result(proc *w, marin_task_ctx_t *ctx, void **payload, size_t *plen,
+                       int *cancelled)
+{
+    unsigned char hdr[MARIN__FRAME_HEADER];
+    uint8_t type;
+    size_t stored;
+    int rc = read_exact(w, ctx, hdr, sizeof hdr, cancelled);
+    if (rc == MARIN_OK)
+        rc = marin__frame_header(hdr, RESULT_CAP, &type, &stored);
+    if (rc == MARIN_OK && type != MARIN__FRAME_RESULT)
+        rc = marin__err(MARIN_EPROTO, "worker process %d answered with a frame of type %u",
+                        w->pid, type);
+    if (rc != MARIN_OK)
+        return rc;
+    unsigned char *frame = marin__malloc(sizeof hdr + stored);
+    if (!frame)
+        return marin__err(MARIN_ENOMEM, "out of memory for a result of %zu bytes", stored);
+    memcpy(frame, hdr, sizeof hdr);
+    rc = read_exact(w, ctx, frame + sizeof hdr, stored, cancelled);
+    if (rc == MARIN_OK)
+        rc = marin__frame_decode(frame, sizeof hdr + stored, RESULT_CAP, &type, payload,
+                                 plen);
+    marin__free(frame);
+    return rc;
+}
+
 int marin__local_procs_run(void *ud, marin_task_ctx_t *ctx, struct marin__task *t,
                            int *died)
 {
@@ -400,7 +479,7 @@ int marin__local_procs_run(void *ud, marin_task_ctx_t *ctx, struct marin__task *
     struct local_procs *ps = s->procs;
     pthread_mutex_lock(&ps->mu);
     proc *w = NULL;
-    while (!ps->stopping) {
+    while (!ps->stopping && !marin_task_cancelled(ctx)) {
         for (size_t i = 0; i < ps->n && !w; i++)
             if (!ps->p[i].busy)
                 w = &ps->p[i];
@@ -410,75 +489,82 @@ int marin__local_procs_run(void *ud, marin_task_ctx_t *ctx, struct marin__task *
     }
     if (!w) {
         pthread_mutex_unlock(&ps->mu);
-        return marin__err(MARIN_ECANCELED, "the runtime is closing");
+        return marin__err(MARIN_ECANCELED, ps->stopping ? "the runtime is closing"
+                                                        : "the task was cancelled");
     }
-    w->busy = 1;
+    w->busy = 1; /* the slot is this thread's until `done` */
     uint64_t id = ++ps->next_id;
-    int rc = MARIN_OK;
-    if (!w->pid) /* died earlier: start a new one */
-        rc = spawn_worker(s, w);
     pthread_mutex_unlock(&ps->mu);
 
     marin__wbuf frame;
-    memset(&frame, 0, sizeof frame);
-    if (rc == MARIN_OK)
-        rc = encode_task(t, ctx, id, &frame);
-    if (rc == MARIN_OK)
-        rc = marin__frame_write_fd(w->fd, MARIN__FRAME_TASK, frame.data, frame.len);
-    marin__wbuf_free(&frame);
-    int lost = rc != MARIN_OK && w->pid; /* a write that failed: the worker is gone */
-    int cancelled = 0;
-    while (rc == MARIN_OK) {
-        struct pollfd pfd = {w->fd, POLLIN, 0};
-        int r = poll(&pfd, 1, POLL_SLICE_MS);
-        if (r < 0 && errno != EINTR) {
-            rc = marin__err(MARIN_EUNAVAILABLE, "poll on worker process %d: %s", w->pid,
-                            strerror(errno));
-            lost = 1;
+    int rc = encode_task(t, ctx, id, &frame);
+    if (rc == MARIN_OK && frame.len > RESULT_CAP - MARIN__FRAME_HEADER) {
+        marin__err(MARIN_ETOOBIG, "task '%s' with its argument and dependencies is %zu "
+                   "bytes, over the %zu-byte cap of a frame to a worker process", t->name,
+                   frame.len, (size_t)(RESULT_CAP - MARIN__FRAME_HEADER));
+        rc = marin_task_fail(ctx, marin__err_msg()); /* retrying would not help */
+        marin__wbuf_free(&frame);
+        goto done;
+    }
+    /* A worker that died while idle is replaced, and the task sent again,
+     * without charging the task an attempt: it never saw it. */
+    for (int tries = 0; rc == MARIN_OK && tries < 2; tries++) {
+        if (w->pid && exited(w)) {
+            w->pid = 0;
+            close(w->fd);
+            w->fd = -1;
+        }
+        if (!w->pid && (rc = spawn_worker(s, w)) != MARIN_OK)
             break;
+        rc = marin__frame_write_fd(w->fd, MARIN__FRAME_TASK, frame.data, frame.len);
+        if (rc == MARIN_OK)
+            break;
+        if (tries == 0) { /* the worker went away before reading it: once more */
+            reap(w, NULL, 0);
+            rc = MARIN_OK;
         }
-        if (r > 0) {
-            uint8_t type;
-            void *payload = NULL;
-            size_t plen = 0;
-            rc = marin__frame_read_fd(w->fd, RESULT_CAP, &type, &payload, &plen);
-            if (rc == MARIN_OK && type != MARIN__FRAME_RESULT)
-                rc = marin__err(MARIN_EPROTO, "worker process %d answered with a frame "
-                                "of type %u", w->pid, type);
-            if (rc != MARIN_OK) {
-                marin__free(payload);
-                lost = 1;
-                break;
-            }
+    }
+    marin__wbuf_free(&frame);
+    int lost = rc != MARIN_OK && w->pid > 0;
+    int cancelled = 0;
+    if (rc == MARIN_OK) {
+        void *payload = NULL;
+        size_t plen = 0;
+        rc = read_result(w, ctx, &payload, &plen, &cancelled);
+        if (rc == MARIN_OK) {
             rc = apply_result(ctx, payload, plen, id, died, &lost);
-            marin__free(payload);
-            if (lost) /* out of step with this worker: replace it */
-                break;
-            goto done;
-        }
-        if (marin_task_cancelled(ctx)) {
+        } else if (cancelled) {
             /* Cancelled or past its timeout: the future is settled already;
              * stopping foreign code means ending its process. */
             kill(w->pid, SIGKILL);
-            cancelled = 1;
             lost = 1;
             rc = marin__err(MARIN_ECANCELED, "task '%s' was cancelled; its worker process "
                             "%d was killed", t->name, w->pid);
-            break;
-        }
-    }
-    if (lost) {
-        char why[256] = "";
-        int pid = w->pid;
-        pthread_mutex_lock(&ps->mu);
-        reap(w, why, sizeof why);
-        pthread_mutex_unlock(&ps->mu);
-        if (!cancelled) {
+        } else if (rc == MARIN_ETOOBIG) {
+            /* its result is not going to be read: out of step. Too big is
+             * the task's own doing, not the worker's: not retried */
+            lost = 1;
+            rc = marin_task_fail(ctx, marin__err_msg());
+        } else {
+            lost = 1;
             *died = 1;
+        }
+        marin__free(payload);
+    }
+    if (lost || w->pid < 0) {
+        char why[256] = "";
+        int pid = w->pid < 0 ? -w->pid : w->pid;
+        if (w->pid < 0) { /* reaped by read_exact */
+            snprintf(why, sizeof why, "worker process %d exited", pid);
+            close(w->fd);
+            w->pid = 0;
+            w->fd = -1;
+        } else {
+            reap(w, why, sizeof why);
+        }
+        if (*died)
             rc = marin__err(MARIN_EWORKER, "the worker process running it died (%s)",
                             why[0] ? why : "its connection broke");
-            (void)pid;
-        }
     }
 done:
     pthread_mutex_lock(&ps->mu);
