@@ -252,6 +252,15 @@ out:
     return rc;
 }
 
+/* Remove a scratch directory made with mkdtemp. */
+static void remove_dir(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        note("could not remove %s", dir);
+}
+
 /* ---- leases ---- */
 
 static int lease_loop(marin_runtime_t *rt, size_t n, double *rate)
@@ -296,10 +305,7 @@ int bench_leases(marin_runtime_t *rt, size_t n)
            0, "pairs/s");
 out:
     marin_runtime_close(frt);
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        note("could not remove %s", dir);
+    remove_dir(dir);
     return rc;
 }
 
@@ -356,9 +362,6 @@ int bench_executor(marin_runtime_t *rt, size_t nsteps)
     figure("local.executor_skip_overhead", skipped * 1e6, 0, "us/step");
 out:
     marin_executor_destroy(ex);
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        note("could not remove %s", dir);
+    remove_dir(dir);
     return rc;
 }

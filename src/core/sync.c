@@ -58,3 +58,14 @@ int64_t marin__now_ns(void)
 }
 
 int64_t marin__now_ms(void) { return marin__now_ns() / 1000000LL; }
+
+void marin__realtime_after_ms(int64_t ms, struct timespec *ts)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}

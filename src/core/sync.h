@@ -47,4 +47,9 @@ static inline void marin__cpu_relax(void)
 int64_t marin__now_ms(void);
 int64_t marin__now_ns(void);
 
+/* The CLOCK_REALTIME instant @p ms milliseconds from now, for
+ * pthread_cond_timedwait. */
+struct timespec;
+void marin__realtime_after_ms(int64_t ms, struct timespec *ts);
+
 #endif

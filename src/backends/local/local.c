@@ -330,13 +330,7 @@ static void *worker_main(void *arg)
         int timed_out = 0;
         if (s->idle_ms > 0) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += (time_t)(s->idle_ms / 1000);
-            ts.tv_nsec += (long)(s->idle_ms % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            marin__realtime_after_ms(s->idle_ms, &ts);
             timed_out = pthread_cond_timedwait(&s->work_cv, &s->mu, &ts) != 0;
         } else {
             pthread_cond_wait(&s->work_cv, &s->mu);
@@ -460,15 +454,7 @@ int marin__local_hold(local_state *s, const marin_resources_t *req, int64_t time
         return marin__err(MARIN_ENOMEM, "marin_actor_create: out of memory for %s", who);
     shape_compute(s, &h->sh, req);
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (timeout_ms >= 0) {
-        ts.tv_sec += (time_t)(timeout_ms / 1000);
-        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-    }
+    marin__realtime_after_ms(timeout_ms >= 0 ? timeout_ms : 0, &ts);
     pthread_mutex_lock(&s->mu);
     if (!s->stopping && (s->holds_head || !fits(s, &h->sh))) {
         /* Wait in line: while this hold is the oldest and fits, workers start

@@ -243,13 +243,7 @@ static int actor_ready(void *state, marin_actor_t *h, int64_t timeout_ms)
             if (left <= 0)
                 break;
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += (time_t)(left / 1000);
-            ts.tv_nsec += (long)(left % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            marin__realtime_after_ms(left, &ts);
             pthread_cond_timedwait(&a->state_cv, &a->mu, &ts);
         } else {
             pthread_cond_wait(&a->state_cv, &a->mu);

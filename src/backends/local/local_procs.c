@@ -143,6 +143,14 @@ static char **self_cmd(void)
 
 /* ---- starting and stopping workers (called with mu held) ---- */
 
+/* The slot no longer has a worker (its process is reaped already). */
+static void forget(proc *w)
+{
+    close(w->fd);
+    w->pid = 0;
+    w->fd = -1;
+}
+
 static void reap(proc *w, char *why, size_t cap)
 {
     if (!w->pid)
@@ -161,9 +169,7 @@ static void reap(proc *w, char *why, size_t cap)
             snprintf(why, cap, "worker process %d exited with status %d", w->pid,
                      WEXITSTATUS(st));
     }
-    close(w->fd);
-    w->pid = 0;
-    w->fd = -1;
+    forget(w);
 }
 
 /* Wait for the worker's HELLO frame, so a worker that cannot start (a bad
@@ -509,11 +515,8 @@ int marin__local_procs_run(void *ud, marin_task_ctx_t *ctx, struct marin__task *
     /* A worker that died while idle is replaced, and the task sent again,
      * without charging the task an attempt: it never saw it. */
     for (int tries = 0; rc == MARIN_OK && tries < 2; tries++) {
-        if (w->pid && exited(w)) {
-            w->pid = 0;
-            close(w->fd);
-            w->fd = -1;
-        }
+        if (w->pid && exited(w))
+            forget(w);
         if (!w->pid && (rc = spawn_worker(s, w)) != MARIN_OK)
             break;
         rc = marin__frame_write_fd(w->fd, MARIN__FRAME_TASK, frame.data, frame.len);
@@ -556,9 +559,7 @@ int marin__local_procs_run(void *ud, marin_task_ctx_t *ctx, struct marin__task *
         int pid = w->pid < 0 ? -w->pid : w->pid;
         if (w->pid < 0) { /* reaped by read_exact */
             snprintf(why, sizeof why, "worker process %d exited", pid);
-            close(w->fd);
-            w->pid = 0;
-            w->fd = -1;
+            forget(w);
         } else {
             reap(w, why, sizeof why);
         }
