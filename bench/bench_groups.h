@@ -15,5 +15,10 @@ int bench_actors(marin_runtime_t *rt, size_t n_sync, size_t n_pipe, long ncpu,
 int bench_leases(marin_runtime_t *rt, size_t n);
 /* Executor overhead per step over a chain of nsteps no-op steps. */
 int bench_executor(marin_runtime_t *rt, size_t nsteps);
+/* The redis backend end to end (bench_redis.c): its own redis-server, two
+ * marin-worker processes, n no-op tasks per throughput run, lat_samples
+ * sequential round trips, and the redis-benchmark XADD and Celery
+ * references. Skipped (0, with a `#` line) when redis-server is missing. */
+int bench_redis(size_t n, size_t lat_samples);
 
 #endif

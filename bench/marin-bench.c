@@ -2,6 +2,7 @@
  * with a raw pthread reference measured in the same process run.
  *
  *   marin-bench local [--quick] [--cpus N]
+ *   marin-bench redis [--quick]      (= marin-bench local --only redis)
  *
  * Prints one line per figure on stdout, `name value unit`; notes and the
  * individual runs go to stderr as `# ...` lines. docs/performance.md says
@@ -10,7 +11,10 @@
  * 2 on bad usage.
  *
  * This file: the marin figures, the groups, option parsing. The pthread
- * reference is bench_pthread_ref.c; clock, output lines and medians are
+ * reference is bench_pthread_ref.c; actors, leases and the executor are
+ * bench_actor.c; the redis backend (its own redis-server and marin-worker
+ * processes; never part of a `local` run unless asked for with --only
+ * redis) is bench_redis.c; clock, output lines and medians are
  * bench_util.h/.c. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +38,8 @@
 
 typedef struct bench_cfg {
     size_t n;          /* tasks per throughput run and pending tasks */
+    size_t redis_n;    /* tasks per redis throughput run */
+    size_t redis_lat;  /* redis round-trip latency samples */
     size_t lat_iters;  /* submit latency samples */
     size_t wait_n;     /* futures per wait fan-in round */
     size_t wait_rounds;
@@ -42,7 +48,8 @@ typedef struct bench_cfg {
     int no_ref;        /* skip the pthread reference (for profiling) */
 } bench_cfg;
 
-/* Groups: memory, latency, submit_get, map, wait, actor, lease, executor. */
+/* Groups: memory, latency, submit_get, map, wait, actor, lease, executor;
+ * redis only when named (bench_redis). */
 static int want(const bench_cfg *cfg, const char *group)
 {
     return !cfg->only || strcmp(cfg->only, group) == 0;
@@ -435,12 +442,16 @@ out:
 static void usage(void)
 {
     fprintf(stderr, "usage: marin-bench local [--quick] [--cpus N] [--only G]\n"
-            "  --quick   100k tasks per run instead of 1M (smoke run)\n"
+            "       marin-bench redis [--quick]\n"
+            "  --quick   100k tasks per run instead of 1M (smoke run);\n"
+            "            redis: 5k instead of 50k, 500 latency samples\n"
             "  --cpus N  cpus of the runtime and reference threads"
             " (default: online CPUs)\n"
             "  --only G  one group: memory, latency, submit_get, map, wait,\n"
-            "            actor, lease, executor\n"
-            "  --no-ref  skip the pthread reference and the ratios\n");
+            "            actor, lease, executor, redis\n"
+            "  --no-ref  skip the pthread reference and the ratios\n"
+            "redis starts its own redis-server and two marin-worker processes\n"
+            "(docs/performance.md#redis); it is skipped when redis-server is missing.\n");
 }
 
 /* Submit latency back to back and with sleeping workers, and the same for
@@ -598,11 +609,13 @@ out:
 
 int main(int argc, char **argv)
 {
-    bench_cfg cfg = {1000000, 100000, 10000, 10, 0, NULL, 0};
+    bench_cfg cfg = {1000000, 50000, 2000, 100000, 10000, 10, 0, NULL, 0};
     const char *backend = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             cfg.n = 100000;
+            cfg.redis_n = 5000;
+            cfg.redis_lat = 500;
             cfg.lat_iters = 20000;
             cfg.wait_rounds = 3;
         } else if (strcmp(argv[i], "--cpus") == 0 && i + 1 < argc) {
@@ -628,10 +641,21 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!backend || strcmp(backend, "local") != 0) {
+    if (backend && strcmp(backend, "redis") == 0) {
+        if (cfg.only && strcmp(cfg.only, "redis") != 0) {
+            usage();
+            return 2;
+        }
+        cfg.only = "redis";
+    } else if (!backend && cfg.only && strcmp(cfg.only, "redis") == 0) {
+        backend = "redis";
+    }
+    if (!backend || (strcmp(backend, "local") != 0 && strcmp(backend, "redis") != 0)) {
         usage();
         return 2;
     }
+    if (cfg.only && strcmp(cfg.only, "redis") == 0)
+        return bench_redis(cfg.redis_n, cfg.redis_lat) == 0 ? 0 : 1;
     if (cfg.ncpu == 0) {
         cfg.ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         if (cfg.ncpu < 1)

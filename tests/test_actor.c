@@ -2593,6 +2593,7 @@ static int check_created(marin_actor_t *a)
 
 START_TEST(test_actor_oom_create)
 {
+    SKIP_UNLESS_LOCAL(SKIP_REASON_OOM);
     setup_all();
     marin_runtime_t *rt = open_rt("local");
     /* defaults */
@@ -2641,6 +2642,7 @@ static void create_failed_resources_free(void *p, long n)
 
 START_TEST(test_actor_oom_create_releases_resources)
 {
+    SKIP_UNLESS_LOCAL(SKIP_REASON_OOM);
     setup_all();
     marin_runtime_t *rt = open_rt(RT1);
     marin_actor_options_t *o = opts_res("cpus=1");
@@ -2678,6 +2680,7 @@ static void call_failed(void *p, long n)
 
 START_TEST(test_actor_oom_call)
 {
+    SKIP_UNLESS_LOCAL(SKIP_REASON_OOM);
     setup_all();
     marin_runtime_t *rt = open_rt("local");
     marin_actor_t *a = create(rt, "Counter", 0, NULL);
@@ -2728,6 +2731,7 @@ static void lookup_failed(void *p, long n)
 
 START_TEST(test_actor_oom_lookup)
 {
+    SKIP_UNLESS_LOCAL(SKIP_REASON_OOM);
     setup_all();
     marin_runtime_t *rt = open_rt("local");
     marin_actor_options_t *o = opts_new();

@@ -1,4 +1,4 @@
-/* Capacity detection (src/backends/local/capacity.c) against fixture trees
+/* Capacity detection (src/core/capacity.c) against fixture trees
  * of /proc, cgroup v1/v2 and the nvidia gpus directory, and once against
  * the real machine. */
 #ifndef _GNU_SOURCE
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backends/local/capacity.h"
+#include "core/capacity.h"
 #include "core/alloc.h"
 #include "testutil.h"
 

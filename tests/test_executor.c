@@ -1133,7 +1133,7 @@ static void child_driver(int start_fd, const char *owner, int64_t ttl)
     marin_executor_t *ex = NULL;
     marin_executor_options_t *o = NULL;
     marin_step_t *s[2];
-    int rc = marin_runtime_open(state_uri, &rt);
+    int rc = marin_test_runtime_open(state_uri, &rt);
     if (rc == MARIN_OK)
         rc = marin_executor_create(rt, prefix, &ex);
     if (rc == MARIN_OK)
@@ -1293,6 +1293,7 @@ END_TEST
 
 START_TEST(test_executor_oom)
 {
+    SKIP_UNLESS_LOCAL(SKIP_REASON_OOM);
 #if MARIN_FAULT_INJECTION
     marin_runtime_t *rt = open_rt("local");
     marin_executor_t *ex = NULL;

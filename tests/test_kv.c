@@ -478,7 +478,7 @@ static int child_main(const char *dir, int id)
     snprintf(inside, sizeof inside, "%s/inside", dir);
     snprintf(owner, sizeof owner, "proc-%d", id);
     marin_runtime_t *rt = NULL;
-    if (marin_runtime_open(uri, &rt) != MARIN_OK) {
+    if (marin_test_runtime_open(uri, &rt) != MARIN_OK) {
         fprintf(stderr, "child %d: open: %s\n", id, marin_last_error());
         return 1;
     }
@@ -696,6 +696,7 @@ static void store_u64(unsigned char *p, uint64_t v)
 
 START_TEST(test_kv_corrupt_file)
 {
+    SKIP_UNLESS_LOCAL("damages the files of the local:// state=DIR store");
     char dir[DIR_MAX], path[PATH_MAX];
     marin_runtime_t *rt = open_store(1, dir);
     put_str(rt, "k", "value");
@@ -792,6 +793,7 @@ END_TEST
 /* Random bytes in a bucket never crash the reader. */
 START_TEST(test_kv_corrupt_fuzz)
 {
+    SKIP_UNLESS_LOCAL("damages the files of the local:// state=DIR store");
     char dir[DIR_MAX], path[PATH_MAX];
     marin_runtime_t *rt = open_store(1, dir);
     put_str(rt, "k", "some value");
@@ -826,6 +828,7 @@ END_TEST
 
 START_TEST(test_kv_unusable_state_dir)
 {
+    SKIP_UNLESS_LOCAL("unusable local:// state=DIR directories");
     char dir[DIR_MAX], uri[PATH_MAX], file[DIR_MAX + 16];
     new_dir(dir);
     snprintf(file, sizeof file, "%s/file", dir);
@@ -944,6 +947,7 @@ static int call_fenced(marin_runtime_t *rt)
 
 START_TEST(test_kv_oom)
 {
+    SKIP_UNLESS_LOCAL(SKIP_REASON_OOM);
     if (!MARIN_FAULT_INJECTION)
         return; /* built without fault injection: nothing to test */
     marin_runtime_t *rt = open_store(_i, NULL);

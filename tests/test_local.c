@@ -305,6 +305,7 @@ END_TEST
 
 START_TEST(test_local_infeasible)
 {
+    SKIP_UNLESS_LOCAL("on redis a task's name and capacity live in the workers: an unknown name or a request no worker fits fails on its future after grace_ms (MARIN_ENOTFOUND / MARIN_EINFEASIBLE), not at submit (tests/test_redis_fault.c)");
     marin_runtime_t *rt = open_rt(CAP_MIXED);
     marin_future_t *f = (marin_future_t *)1;
     marin_task_options_t *o = opts_with_resources("TPU=8");
@@ -364,6 +365,7 @@ END_TEST
 
 START_TEST(test_local_gpu_ids_distinct)
 {
+    SKIP_UNLESS_LOCAL("on redis a task's name and capacity live in the workers: an unknown name or a request no worker fits fails on its future after grace_ms (MARIN_ENOTFOUND / MARIN_EINFEASIBLE), not at submit (tests/test_redis_fault.c)");
     marin_runtime_t *rt = open_rt("local://?resources=cpus=4,gpus=2");
     marin_task_options_t *one = opts_with_resources("gpus=1");
     atomic_store(&g_target, 2);
@@ -478,6 +480,7 @@ END_TEST
 
 START_TEST(test_local_capacity_override)
 {
+    SKIP_UNLESS_LOCAL("the backend name 'local' and the capacity of a local:// URI");
     marin_runtime_t *rt = open_rt(CAP_MIXED);
     ck_assert_str_eq(marin_runtime_backend(rt), "local");
     marin_resources_t *cap = NULL;
@@ -504,6 +507,7 @@ END_TEST
 
 START_TEST(test_local_uri_errors)
 {
+    SKIP_UNLESS_LOCAL("validation of local:// URI parameters");
     marin_runtime_t *rt = (marin_runtime_t *)1;
     ck_assert_marin(marin_runtime_open("local://?bogus_param=1", &rt),
                     MARIN_EINVAL);
@@ -538,6 +542,7 @@ END_TEST
 
 START_TEST(test_local_env_backend)
 {
+    SKIP_UNLESS_LOCAL("MARIN_BACKEND selecting local:// URIs and their capacity");
     ck_assert_int_eq(setenv("MARIN_BACKEND",
                             "local://?resources=cpus=3,TPU=2", 1), 0);
     marin_runtime_t *rt = open_rt(NULL);
@@ -609,6 +614,7 @@ END_TEST
 
 START_TEST(test_local_nested_chain_few_threads)
 {
+    SKIP_UNLESS_LOCAL("max_threads= is a local:// thread-pool parameter");
     /* deeper than the thread cap */
     check_nest("local://?resources=cpus=1&max_threads=2", 20);
     ck_assert_int_eq(atomic_load(&g_ran), 21);

@@ -294,9 +294,9 @@ END_TEST
 
 START_TEST(test_runtime_open_unknown_scheme)
 {
-    const char *uris[] = {"nosuch", "nosuch://", "redis://127.0.0.1:6379",
+    const char *uris[] = {"nosuch", "nosuch://", "mongodb://127.0.0.1:27017",
                           "k8s://?namespace=x", "ftp://user@host/x"};
-    const char *schemes[] = {"nosuch", "nosuch", "redis", "k8s", "ftp"};
+    const char *schemes[] = {"nosuch", "nosuch", "mongodb", "k8s", "ftp"};
     for (size_t i = 0; i < sizeof uris / sizeof uris[0]; i++) {
         static char sentinel;
         marin_runtime_t *rt = (marin_runtime_t *)(void *)&sentinel;

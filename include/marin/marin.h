@@ -14,6 +14,7 @@
 #include "marin/actor.h"
 #include "marin/kv.h"
 #include "marin/executor.h"
+#include "marin/worker.h"
 #include "marin/experimental.h"
 
 #endif

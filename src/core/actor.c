@@ -147,6 +147,14 @@ const marin__actor_class_entry *marin__registry_find_actor_class(const char *nam
     return e;
 }
 
+void marin__registry_each_actor_class(void (*fn)(const char *name, void *ud), void *ud)
+{
+    pthread_rwlock_rdlock(&classes_lock);
+    for (class_node *n = classes; n; n = n->next)
+        fn(n->e.name, ud);
+    pthread_rwlock_unlock(&classes_lock);
+}
+
 int marin_register_actor_class(const marin_actor_class_t *c)
 {
     MARIN__CHECK_ARG(c, "marin_register_actor_class", "class must not be NULL");

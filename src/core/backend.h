@@ -23,6 +23,10 @@ typedef struct marin__task_entry {
 
 /* Entry for @p name or NULL. Lock-free readers are not needed: rwlock. */
 const marin__task_entry *marin__registry_find_task(const char *name);
+/* Call fn for every registered task name / actor class name (under the
+ * registry's read lock: fn must not register). */
+void marin__registry_each_task(void (*fn)(const char *name, void *ud), void *ud);
+void marin__registry_each_actor_class(void (*fn)(const char *name, void *ud), void *ud);
 
 /* ---- immutable snapshot of task options, shared by the tasks using it ---- */
 typedef struct marin__topts {
@@ -71,6 +75,7 @@ struct marin__task {
     struct marin__task *next;     /* queue link */
     void *shape;                  /* local: resource shape */
     uint64_t seq;
+    struct marin__timer *timeout_timer; /* marin__task_attempt_begin's */
 };
 
 struct marin_future {
@@ -118,6 +123,9 @@ typedef struct marin__exec_env {
      * as a system failure, MARIN_EWORKER). NULL: run it here. */
     int (*run)(void *run_ud, marin_task_ctx_t *ctx, struct marin__task *t, int *died);
     void *run_ud;
+    const char *task_id;   /* marin_task_id's answer (NULL: this runtime's) */
+    int lend;              /* a blocked call lends the task's resources back
+                              through the backend's blocking op */
 } marin__exec_env;
 
 /* What a worker process gets of a task to run (marin__task_run_here). */
@@ -134,6 +142,13 @@ typedef struct marin__detached_task {
     const size_t *dep_len;
     const int *gpu_ids;
     size_t ngpus;
+    const char *task_id;        /* the id the driver gave it; NULL: local */
+    int lend;                   /* see marin__exec_env.lend */
+    /* Called on the running thread just before the function, with the
+     * task the context refers to (its cancel flag stops it cooperatively;
+     * the backend's blocking op receives it). NULL: none. */
+    void (*on_start)(void *ud, struct marin__task *t);
+    void *on_start_ud;
 } marin__detached_task;
 
 /* Run one attempt of a registered task on this thread, outside any
@@ -154,6 +169,31 @@ int marin__task_run_here(marin_runtime_t *rt, const marin__detached_task *d,
  * marin__task_retry_refused() if that fails. */
 int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
                         const marin__exec_env *env);
+/* Attempts that run elsewhere, asynchronously (a cluster backend):
+ * begin counts the attempt (attempt + 1; the future stays PENDING, since
+ * the driver does not see the worker start it) and arms its timeout (which,
+ * when it fires, finishes the future and calls the backend's cancel op).
+ * Returns 1 when the task had already been settled (cancelled): the backend
+ * drops its reference; 0 when the attempt is on. */
+int marin__task_attempt_begin(marin_runtime_t *rt, struct marin__task *t);
+/* The outcome of the attempt arrived: @p attempt (the attempt number the
+ * outcome is for; 0 keeps t->attempt), @p rc the function's code (or
+ * MARIN_EWORKER / @p died when the place it ran died), @p result taken
+ * over, @p why the failure's own words (NULL: the code's text). Returns 1
+ * when settled (the backend drops its reference) or 0 when it is to be
+ * retried (the backend queues it again, and on failure calls
+ * marin__task_retry_refused). */
+int marin__task_attempt_end(marin_runtime_t *rt, struct marin__task *t, int attempt, int rc,
+                            void *result, size_t len, const char *why, int died);
+/* The backend lets go of an attempt that will never report (the runtime
+ * closes): disarm its timeout and free what it holds. */
+void marin__task_attempt_abandon(marin_runtime_t *rt, struct marin__task *t);
+/* The runtime's id prefix (task ids are "<prefix>-<seq>"): a cluster
+ * backend sets one unique across the namespace at init (at most 31
+ * bytes). */
+void marin__runtime_set_id_prefix(marin_runtime_t *rt, const char *prefix);
+const char *marin__runtime_id_prefix(const marin_runtime_t *rt);
+
 /* Fail a task whose retry could not be queued (rc, with the thread's last
  * error as detail); the backend then drops its reference. */
 void marin__task_retry_refused(struct marin__task *t, int rc);
@@ -271,6 +311,13 @@ int marin__hook_execute(marin_runtime_t *rt, const marin__exec_env *env,
 void marin__block_begin(void);
 void marin__block_end(void);
 
+/* ---- serving as a worker (worker.h) ---- */
+typedef struct marin__worker_opts {
+    const marin_resources_t *res;  /* NULL: what the machine has */
+    const char *name;              /* NULL: generated */
+    int64_t drain_ms;
+} marin__worker_opts;
+
 /* ---- the backend ops table ---- */
 typedef struct marin__backend {
     const char *name;      /* "local", "redis", "k8s": also the URI scheme */
@@ -291,6 +338,12 @@ typedef struct marin__backend {
     int (*capacity)(void *state, marin_resources_t *out); /* NULL: unsupported */
     const marin__kv_ops *kv;       /* NULL: MARIN_EUNSUPPORTED */
     const marin__actor_ops *actor; /* NULL: MARIN_EUNSUPPORTED */
+    /* Serve as a worker on this runtime (NULL: MARIN_EUNSUPPORTED). stop is
+     * async-signal-safe; join waits for the drain and frees. */
+    int (*worker_start)(void *state, const marin__worker_opts *o, void **out);
+    void (*worker_stop)(void *w);
+    int (*worker_join)(void *w);
+    const char *(*worker_id)(const void *w);
 } marin__backend;
 
 /* NULL-terminated, generated by meson from the `backends` option. */
@@ -308,5 +361,18 @@ typedef struct marin__job {
     void (*run)(struct marin__job *job);
 } marin__job;
 int marin__reactor_post(marin_runtime_t *rt, marin__job *job);
+/* The reactor's libuv loop, for backends that put their own handles on it
+ * (only touched on the reactor thread). NULL before start. */
+struct uv_loop_s *marin__reactor_loop(marin_runtime_t *rt);
+/* 1 when called on rt's reactor thread. */
+int marin__reactor_on_thread(marin_runtime_t *rt);
+/* Timers on the reactor: fire(arg) after delay_ms unless cancelled first.
+ * Both start and cancel may be called from any thread. */
+typedef struct marin__timer marin__timer;
+int marin__timer_start(marin_runtime_t *rt, int64_t delay_ms,
+                       void (*fire)(void *arg), void *arg,
+                       void (*dispose)(void *arg), marin__timer **out);
+/* Cancel (if not fired) and dispose; the handle is invalid afterwards. */
+void marin__timer_cancel(marin_runtime_t *rt, marin__timer *t);
 
 #endif

@@ -31,7 +31,10 @@
 enum {
     MARIN__FRAME_TASK = 1,    /* local process pool: run this task */
     MARIN__FRAME_RESULT = 2,  /* its outcome */
-    MARIN__FRAME_HELLO = 3    /* a worker process is ready */
+    MARIN__FRAME_HELLO = 3,   /* a worker process is ready */
+    MARIN__FRAME_RTASK = 4,   /* redis: a task or actor call in a stream entry */
+    MARIN__FRAME_RRESULT = 5, /* redis: an outcome in a done stream entry */
+    MARIN__FRAME_RACTOR = 6   /* redis: an actor's creation request */
 };
 
 /* ---- payload fields ---- */

@@ -110,6 +110,11 @@ int marin__reactor_post(marin_runtime_t *rt, marin__job *job)
     return MARIN_OK;
 }
 
+struct uv_loop_s *marin__reactor_loop(marin_runtime_t *rt)
+{
+    return rt->reactor ? &rt->reactor->loop : NULL;
+}
+
 int marin__reactor_on_thread(marin_runtime_t *rt)
 {
     return rt->reactor && pthread_equal(pthread_self(), rt->reactor->thread);

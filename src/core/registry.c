@@ -118,3 +118,12 @@ const marin__task_entry *marin__registry_find_task(const char *name)
         last_found = e;
     return e;
 }
+
+void marin__registry_each_task(void (*fn)(const char *name, void *ud), void *ud)
+{
+    pthread_rwlock_rdlock(&registry_lock);
+    for (size_t i = 0; i < table_size; i++)
+        if (table[i])
+            fn(table[i]->name, ud);
+    pthread_rwlock_unlock(&registry_lock);
+}

@@ -168,3 +168,13 @@ int marin_runtime_capacity(marin_runtime_t *rt, marin_resources_t *out)
                                           "report capacity", rt->backend->name));
     return marin__api_exit(rt->backend->capacity(rt->bstate, out));
 }
+
+void marin__runtime_set_id_prefix(marin_runtime_t *rt, const char *prefix)
+{
+    snprintf(rt->id_prefix, sizeof rt->id_prefix, "%s", prefix);
+}
+
+const char *marin__runtime_id_prefix(const marin_runtime_t *rt)
+{
+    return rt->id_prefix;
+}

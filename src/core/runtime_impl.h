@@ -53,17 +53,8 @@ int marin__reactor_start(marin_runtime_t *rt);
 void marin__reactor_stop(marin_runtime_t *rt);
 /* Free what stop left for late posters (with the runtime's memory). */
 void marin__reactor_free(marin_runtime_t *rt);
-/* 1 when called on rt's reactor thread. */
-int marin__reactor_on_thread(marin_runtime_t *rt);
 
-/* Timers on the reactor: fire(arg) after delay_ms unless cancelled first.
- * Both start and cancel may be called from any thread. */
-typedef struct marin__timer marin__timer;
-int marin__timer_start(marin_runtime_t *rt, int64_t delay_ms,
-                       void (*fire)(void *arg), void *arg,
-                       void (*dispose)(void *arg), marin__timer **out);
-/* Cancel (if not fired) and dispose; the handle is invalid afterwards. */
-void marin__timer_cancel(marin_runtime_t *rt, marin__timer *t);
+
 
 /* task.c: complete every dependency-waiting task with MARIN_ECANCELED. */
 void marin__cancel_dep_waiters(marin_runtime_t *rt);

@@ -342,6 +342,7 @@ void marin__cancel_dep_waiters(marin_runtime_t *rt)
 typedef struct timeout_arm {
     marin_future_t *f;
     int attempt;
+    int notify;  /* tell the backend: its attempt runs elsewhere */
     int64_t ms;
 } timeout_arm;
 
@@ -360,6 +361,8 @@ static void timeout_fire(void *arg)
      * marin_task_cancelled() must not win with a result. */
     marin__future_finish(f, MARIN_FUTURE_FAILED, MARIN_ETASKTIMEOUT, NULL, 0, msg);
     atomic_store(&f->task.cancel, 1);
+    if (a->notify)
+        marin__task_cancelled_notify(f->rt, &f->task);
 }
 
 static void timeout_dispose(void *arg)
@@ -386,6 +389,129 @@ static void attempts_text(const struct marin__task *t, int app, char *buf, size_
                  (long long)t->opts->max_retries + 1);
 }
 
+/* Settle one finished attempt of @p t: success, a final failure (with the
+ * message that names the attempt), or back to PENDING for a retry (returns
+ * 0). @p result is taken over. @p why: the failure's own words, or NULL. */
+static int settle_attempt(marin_runtime_t *rt, struct marin__task *t, int rc, void *result,
+                          size_t result_len, const char *why, int died)
+{
+    marin_future_t *f = marin__task_future(t);
+    char id[64];
+    marin__task_format_id(rt, t, id, sizeof id);
+    if (died)
+        rc = MARIN_EWORKER;
+    if (rc == MARIN_OK) {
+        marin__future_finish(f, MARIN_FUTURE_SUCCEEDED, MARIN_OK, result, result_len, NULL);
+        return 1;
+    }
+    marin__free(result);
+    int app = rc == MARIN_ETASK;
+    if (!why || !why[0])
+        why = marin_strerror(rc);
+    unsigned s = atomic_load(&f->state);
+    if ((!app || t->opts->retry_exceptions) && retries_left(t) && !atomic_load(&t->cancel) &&
+        s == MARIN_FUTURE_RUNNING && !atomic_load(&rt->closing)) {
+        int plain = why == marin_strerror(rc);
+        marin__log(rt, MARIN_LOG_WARN, "task '%s' (%s) failed on attempt %d (%s%s%s); "
+                   "retrying", shown_name(t), id, t->attempt, marin_strerror(rc),
+                   plain ? "" : ": ", plain ? "" : why);
+        /* The backend queues it again once it has let go of this run. */
+        unsigned expected = MARIN_FUTURE_RUNNING;
+        atomic_compare_exchange_strong(&f->state, &expected, MARIN_FUTURE_PENDING);
+        return 0;
+    }
+    char msg[16384], at[128]; /* a task's own words may be long */
+    attempts_text(t, app, at, sizeof at);
+    int plain = app || why == marin_strerror(rc);
+    snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", shown_name(t), id, at,
+             plain ? "" : marin_strerror(rc), plain ? "" : ": ", why);
+    marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
+    return 1;
+}
+
+/* Arm @p t's timeout for its current attempt (none: *timer NULL). Fails the
+ * future and returns MARIN_ENOMEM when it cannot be armed. @p notify: tell
+ * the backend (cancel op) when it fires. */
+static int arm_timeout(marin_runtime_t *rt, struct marin__task *t, int notify,
+                       marin__timer **timer)
+{
+    marin_future_t *f = marin__task_future(t);
+    *timer = NULL;
+    if (t->opts->timeout_ms <= 0)
+        return MARIN_OK;
+    timeout_arm *a = marin__malloc(sizeof *a);
+    if (a) {
+        a->f = f;
+        a->attempt = t->attempt;
+        a->ms = t->opts->timeout_ms;
+        a->notify = notify;
+        marin_future_retain(f);
+        if (marin__timer_start(rt, a->ms, timeout_fire, a, timeout_dispose, timer) != MARIN_OK) {
+            timeout_dispose(a);
+            *timer = NULL;
+        }
+    }
+    if (!*timer) { /* cannot enforce the timeout: fail rather than hang */
+        marin__future_finish(f, MARIN_FUTURE_FAILED, MARIN_ENOMEM, NULL, 0,
+                             "out of memory arming the task's timeout");
+        return MARIN_ENOMEM;
+    }
+    return MARIN_OK;
+}
+
+int marin__task_attempt_begin(marin_runtime_t *rt, struct marin__task *t)
+{
+    marin_future_t *f = marin__task_future(t);
+    /* The future stays PENDING: the driver is not told when a worker
+     * starts the attempt (attempt_end marks it RUNNING to settle it). */
+    if (atomic_load(&f->state) != MARIN_FUTURE_PENDING) {
+        marin__task_cleanup(t);
+        return 1;
+    }
+    t->attempt++;
+    marin__timer *timer = NULL;
+    if (arm_timeout(rt, t, 1, &timer) != MARIN_OK) {
+        marin__task_cleanup(t);
+        return 1;
+    }
+    t->timeout_timer = timer;
+    return 0;
+}
+
+int marin__task_attempt_end(marin_runtime_t *rt, struct marin__task *t, int attempt, int rc,
+                            void *result, size_t len, const char *why, int died)
+{
+    if (t->timeout_timer) {
+        marin__timer_cancel(rt, t->timeout_timer);
+        t->timeout_timer = NULL;
+    }
+    if (attempt > 0)
+        t->attempt = attempt;
+    if (rc > 0)
+        rc = MARIN_ETASK;
+    marin_future_t *f = marin__task_future(t);
+    unsigned expected = MARIN_FUTURE_PENDING;
+    if (!atomic_compare_exchange_strong(&f->state, &expected, MARIN_FUTURE_RUNNING) &&
+        expected != MARIN_FUTURE_RUNNING) {
+        marin__free(result); /* finished meanwhile (cancelled, timed out) */
+        marin__task_cleanup(t);
+        return 1;
+    }
+    int settled = settle_attempt(rt, t, rc, result, len, why, died);
+    if (settled)
+        marin__task_cleanup(t);
+    return settled;
+}
+
+void marin__task_attempt_abandon(marin_runtime_t *rt, struct marin__task *t)
+{
+    if (t->timeout_timer) {
+        marin__timer_cancel(rt, t->timeout_timer);
+        t->timeout_timer = NULL;
+    }
+    marin__task_cleanup(t);
+}
+
 int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
                         const marin__exec_env *env)
 {
@@ -407,25 +533,9 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
     }
 
     marin__timer *timer = NULL;
-    if (t->opts->timeout_ms > 0) {
-        timeout_arm *a = marin__malloc(sizeof *a);
-        if (a) {
-            a->f = f;
-            a->attempt = t->attempt;
-            a->ms = t->opts->timeout_ms;
-            marin_future_retain(f);
-            if (marin__timer_start(rt, a->ms, timeout_fire, a, timeout_dispose, &timer) !=
-                MARIN_OK) {
-                timeout_dispose(a);
-                timer = NULL;
-            }
-        }
-        if (!timer) { /* cannot enforce the timeout: fail rather than hang */
-            marin__future_finish(f, MARIN_FUTURE_FAILED, MARIN_ENOMEM, NULL, 0,
-                                 "out of memory arming the task's timeout");
-            marin__task_cleanup(t);
-            return 1;
-        }
+    if (arm_timeout(rt, t, 0, &timer) != MARIN_OK) {
+        marin__task_cleanup(t);
+        return 1;
     }
 
     marin_task_ctx_t *prev = current_ctx;
@@ -443,44 +553,18 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
         rc = marin__err(MARIN_ETASK, "the task function returned %d, which is not 0 "
                         "or a negative marin code", rc);
 
-    int settled = 1;
-    if (rc == MARIN_OK) {
-        marin__future_finish(f, MARIN_FUTURE_SUCCEEDED, MARIN_OK, ctx.result,
-                             ctx.result_len, NULL);
+    const char *detail = marin__err_msg();
+    /* The task's own words: marin_task_fail, else the detail of the marin
+     * call that failed inside it, else the code's description. */
+    const char *why = ctx.fail_msg ? ctx.fail_msg
+                      : ctx.worker_died ? (env && env->run && detail[0]
+                                               ? detail
+                                               : "simulated by marin_test_kill_worker")
+                                        : detail;
+    int settled = settle_attempt(rt, t, rc, rc == MARIN_OK ? ctx.result : NULL,
+                                 ctx.result_len, why, 0);
+    if (rc == MARIN_OK)
         ctx.result = NULL;
-    } else {
-        int app = rc == MARIN_ETASK;
-        /* The task's own words: marin_task_fail, else the detail of the marin
-         * call that failed inside it, else the code's description. */
-        const char *detail = marin__err_msg();
-        const char *why = ctx.fail_msg ? ctx.fail_msg
-                          : ctx.worker_died ? (env && env->run && detail[0]
-                                                   ? detail
-                                                   : "simulated by marin_test_kill_worker")
-                          : detail[0]       ? detail
-                                            : marin_strerror(rc);
-        unsigned s = atomic_load(&f->state);
-        if ((!app || t->opts->retry_exceptions) && retries_left(t) &&
-            !atomic_load(&t->cancel) && s == MARIN_FUTURE_RUNNING &&
-            !atomic_load(&rt->closing)) {
-            marin__log(rt, MARIN_LOG_WARN, "task '%s' (%s) failed on attempt %d (%s%s%s); "
-                       "retrying", shown_name(t), marin_task_id(&ctx), t->attempt,
-                       marin_strerror(rc), why == marin_strerror(rc) ? "" : ": ",
-                       why == marin_strerror(rc) ? "" : why);
-            /* The backend queues it again once it has let go of this run. */
-            expected = MARIN_FUTURE_RUNNING;
-            atomic_compare_exchange_strong(&f->state, &expected, MARIN_FUTURE_PENDING);
-            settled = 0;
-        } else {
-            char msg[16384], at[128]; /* a task's own words may be long */
-            attempts_text(t, app, at, sizeof at);
-            int plain = app || why == marin_strerror(rc);
-            snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", shown_name(t),
-                     marin_task_id(&ctx), at, plain ? "" : marin_strerror(rc),
-                     plain ? "" : ": ", why);
-            marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
-        }
-    }
     marin__free(ctx.result);
     marin__free(ctx.fail_msg);
     if (settled)
@@ -501,7 +585,9 @@ static int run_with_ctx(marin_runtime_t *rt, struct marin__task *call,
     ctx.t = call;
     ctx.f = marin__task_future(call);
     ctx.attempt = call->attempt > 0 ? call->attempt : 1;
-    ctx.no_lend = 1;
+    ctx.no_lend = !(env && env->lend);
+    if (env && env->task_id)
+        snprintf(ctx.id, sizeof ctx.id, "%s", env->task_id);
     if (env) {
         ctx.gpu_ids = env->gpu_ids;
         ctx.ngpus = env->ngpus;
@@ -691,8 +777,10 @@ int marin__task_run_here(marin_runtime_t *rt, const marin__detached_task *d,
         t->deps[t->ndeps++] = dep;
     }
     if (rc == MARIN_OK) {
-        marin__exec_env env = {d->gpu_ids, d->ngpus, NULL, NULL};
+        marin__exec_env env = {d->gpu_ids, d->ngpus, NULL, NULL, d->task_id, d->lend};
         struct task_args ta = {e, d->arg, d->arg_len};
+        if (d->on_start)
+            d->on_start(d->on_start_ud, t);
         rc = run_with_ctx(rt, t, &env, invoke_task, &ta, result, len, msg, died);
     }
     marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, NULL);

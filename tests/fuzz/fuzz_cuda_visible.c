@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/local/capacity.h"
+#include "core/capacity.h"
 #include "marin/error.h"
 #include "resources_internal.h"
 

@@ -1,0 +1,91 @@
+/* The worker's state (redis_worker.c; the actor host in redis_actor.c
+ * shares it). */
+#ifndef MARIN_REDIS_WORKER_H
+#define MARIN_REDIS_WORKER_H
+
+#include <uv.h>
+
+#include "redis_internal.h"
+
+#define MARIN__RWORKER_QUEUES 256
+#define MARIN__RWORKER_GPUS 64
+
+typedef struct marin__rworker marin__rworker;
+
+/* One entry taken from a queue. */
+typedef struct marin__wtask {
+    struct marin__wtask *next, *prev;
+    marin__rworker *w;
+    char *stream;
+    char entry_id[48];
+    unsigned long long id_ms, id_seq; /* the entry id, for ordering */
+    char driver[40];
+    uint64_t seq;
+    int attempt;
+    marin__rtask_msg msg;
+    int gpu_ids[MARIN__RWORKER_GPUS];
+    size_t gpu_slot[MARIN__RWORKER_GPUS];
+    size_t ngpus;
+    struct marin__task *t;      /* while running (under w->mu) */
+    int cancel_seen;
+    int lent;                   /* resources lent while blocked */
+    /* the outcome */
+    int rc;
+    void *result;
+    size_t len;
+    char *why;
+    int died;
+} marin__wtask;
+
+typedef struct marin__rwqueue {
+    char *key;
+    char *task;
+    marin_resources_t *res;
+    int runnable;               /* registered here and fits the capacity */
+} marin__rwqueue;
+
+struct marin__rworker {
+    marin__redis *s;
+    marin_runtime_t *rt;
+    char id[72];
+    marin__rconn *cmd, *rd;
+    marin_resources_t *cap;
+    int gpu_ids[MARIN__RWORKER_GPUS];
+    size_t ngpus;
+    int64_t drain_ms;
+    int prefetch;
+    long long rd_client_id;     /* CLIENT ID of rd, to unblock its read */
+    int64_t started_ms;
+    atomic_int stop_asked;
+    uv_async_t async;
+    marin__job start_job;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* task threads wait for work */
+    pthread_cond_t idle_cv;     /* start, stop and join wait here */
+    marin_resources_t *free;
+    unsigned char gpu_busy[MARIN__RWORKER_GPUS];
+    marin__wtask *backlog_head, *backlog_tail;
+    size_t nbacklog;
+    marin__wtask *ready_head, *ready_tail;
+    marin__wtask *running;
+    marin__wtask *done_head, *done_tail;
+    pthread_t threads[256];
+    size_t nthreads, idle, live_threads, nready;
+    int threads_exit;
+    int acks_inflight;
+    int reactor_started, reactor_done;
+    int handed_back_running;
+
+    /* reactor only */
+    marin__rwqueue queues[MARIN__RWORKER_QUEUES];
+    size_t nqueues, nrunnable;
+    char wake_last[48];         /* last id seen on the wake stream */
+    int reading, draining, stopped;
+    int64_t last_reclaim;
+    marin__timer *hb, *read_retry, *drain_timer;
+};
+
+void marin__rworker_handback_backlog(marin__rworker *w);
+
+#endif
