@@ -68,23 +68,23 @@ URI="redis://127.0.0.1:$PORT?namespace=$NS"
 NOW=$(rc TIME | head -1)000
 
 # ---- fixture ---------------------------------------------------------------
-rc HSET "${P}workers" w1 "{\"name\":\"w1\",\"host\":\"node-a\",\"pid\":123,\"resources\":\"cpus=4,gpus=1\",\"free\":\"cpus=2,gpus=1\",\"tasks\":[\"drv-1:7\"],\"classes\":[\"Counter\"],\"started_ms\":$NOW,\"hb_ms\":$NOW,\"running\":2,\"draining\":false}" >/dev/null
+rc HSET "${P}workers" w1 "{\"name\":\"w1\",\"host\":\"node-a\",\"pid\":123,\"resources\":\"cpus=4,gpus=1\",\"free\":\"cpus=2,gpus=1\",\"tasks\":[\"drv1-7\"],\"classes\":[\"Counter\"],\"started_ms\":$NOW,\"hb_ms\":$NOW,\"running\":2,\"draining\":false}" >/dev/null
 rc SET "${P}w:w1" 1 PX 60000 >/dev/null
 rc HSET "${P}workers" w2 "{\"name\":\"w2\",\"host\":\"node-b\",\"pid\":456,\"resources\":{\"cpus\":8},\"free\":{\"cpus\":8},\"tasks\":[],\"classes\":[],\"started_ms\":1,\"hb_ms\":$((NOW - 120000)),\"running\":0,\"draining\":false}" >/dev/null
 Q="${P}q:train:cpus=1,gpus=1"
 rc SADD "${P}queues" "$Q" >/dev/null
-for s in 7 8 9; do rc XADD "$Q" '*' d drv-1 s $s a 1 f frame >/dev/null; done
+for s in 7 8 9; do rc XADD "$Q" '*' d drv1 s $s a 1 f frame >/dev/null; done
 rc XGROUP CREATE "$Q" w 0 >/dev/null
 rc XREADGROUP GROUP w w1 COUNT 1 STREAMS "$Q" '>' >/dev/null
-rc HSET "${P}drivers" drv-1 "{\"host\":\"laptop\",\"pid\":9,\"started_ms\":1,\"hb_ms\":$NOW,\"submitted\":10,\"succeeded\":5,\"failed\":1,\"running\":2}" >/dev/null
-rc SET "${P}d:drv-1" 1 PX 60000 >/dev/null
+rc HSET "${P}drivers" drv1 "{\"host\":\"laptop\",\"pid\":9,\"started_ms\":1,\"hb_ms\":$NOW,\"submitted\":10,\"succeeded\":5,\"failed\":1,\"running\":2}" >/dev/null
+rc SET "${P}d:drv1" 1 PX 60000 >/dev/null
 rc HSET "${P}actors" counter a1 >/dev/null
 rc HSET "${P}actor:a1" class Counter name counter host w1 restarts 1 state alive >/dev/null
 rc SET "${P}lease:leader" "42 w1" PX 30000 >/dev/null
 rc XADD "${P}dead" '*' queue "$Q" id 1-0 reason boom worker w2 >/dev/null
-rc XADD "${P}logs:drv-1" '*' s 7 t drv-1:7 l 3 m "hello from seven" >/dev/null
-rc XADD "${P}logs:drv-1" '*' s 8 t drv-1:8 l 3 m "hello from eight" >/dev/null
-rc XADD "${P}logs:drv-1" '*' s 7 t drv-1:7 l 1 m "seven failed" >/dev/null
+rc XADD "${P}logs:drv1" '*' s 7 t drv1-7 l 3 m "hello from seven" >/dev/null
+rc XADD "${P}logs:drv1" '*' s 8 t drv1-8 l 3 m "hello from eight" >/dev/null
+rc XADD "${P}logs:drv1" '*' s 7 t drv1-7 l 1 m "seven failed" >/dev/null
 rc SET "marin:{other}:kv:x" keep >/dev/null
 rc SET unrelated keep >/dev/null
 
@@ -120,7 +120,7 @@ assert (q["task"], q["shape"], q["length"], q["waiting"], q["pending"]) == \
 assert q["groups"][0]["name"] == "w" and q["groups"][0]["consumers"] == 1
 assert s["tasks"] == {"submitted": 10, "pending": 2, "running": 2,
                       "succeeded": 5, "failed": 1}, s["tasks"]
-assert s["drivers"][0]["id"] == "drv-1" and s["drivers"][0]["alive"] is True
+assert s["drivers"][0]["id"] == "drv1" and s["drivers"][0]["alive"] is True
 a = s["actors"][0]
 assert (a["name"], a["id"], a["class"], a["host"], a["state"], a["restarts"]) == \
     ("counter", "a1", "Counter", "w1", "alive", 1), a
@@ -139,37 +139,37 @@ if [ $st -eq 0 ] && echo "$out" | grep -q 'namespace empty at 127.0.0.1' &&
 else fail "status via MARIN_BACKEND (exit $st)"; echo "$out"; fi
 
 # ---- cancel ------------------------------------------------------------------
-out=$("$MARIN" --backend "$URI" cancel drv-1:7 2>"$TMP/err"); st=$?
-ttl=$(rc PTTL "${P}cancel:drv-1:7")
-if [ $st -eq 0 ] && [ "$out" = "cancel requested for drv-1:7" ] &&
-   [ "$(rc GET "${P}cancel:drv-1:7")" = 1 ] && [ "$ttl" -gt 3500000 ] && [ ! -s "$TMP/err" ]; then
+out=$("$MARIN" --backend "$URI" cancel drv1-7 2>"$TMP/err"); st=$?
+ttl=$(rc PTTL "${P}cancel:drv1:7")
+if [ $st -eq 0 ] && [ "$out" = "cancel requested for drv1-7" ] &&
+   [ "$(rc GET "${P}cancel:drv1:7")" = 1 ] && [ "$ttl" -gt 3500000 ] && [ ! -s "$TMP/err" ]; then
     ok "cancel"
 else fail "cancel (exit $st, ttl $ttl)"; echo "$out"; cat "$TMP/err"; fi
 
-out=$("$MARIN" --backend "$URI" cancel ghost-2:3 2>"$TMP/err"); st=$?
-if [ $st -eq 0 ] && grep -q 'warning: driver "ghost-2" is not registered' "$TMP/err" &&
-   [ "$(rc GET "${P}cancel:ghost-2:3")" = 1 ]; then
+out=$("$MARIN" --backend "$URI" cancel ghost2-3 2>"$TMP/err"); st=$?
+if [ $st -eq 0 ] && grep -q 'warning: driver "ghost2" is not registered' "$TMP/err" &&
+   [ "$(rc GET "${P}cancel:ghost2:3")" = 1 ]; then
     ok "cancel of an unknown driver warns and sets the key"
 else fail "cancel unknown driver (exit $st)"; cat "$TMP/err"; fi
 
-for bad in drv-1 drv-1:x :3 a:b:3 drv-1:; do
+for bad in drv1 drv1-x drv1- "drv1-1 2"; do
     "$MARIN" --backend "$URI" cancel "$bad" >/dev/null 2>"$TMP/err"; st=$?
     if [ $st -eq 2 ] && grep -q "task id \"$bad\"" "$TMP/err"; then :; else
         fail "cancel $bad: exit $st"; cat "$TMP/err"; fi
 done
-[ "$(rc EXISTS "${P}cancel:drv-1:x")" = 0 ] && ok "cancel rejects malformed ids"
+[ "$(rc EXISTS "${P}cancel:drv1:x")" = 0 ] && ok "cancel rejects malformed ids"
 
 # ---- logs ----------------------------------------------------------------------
-out=$("$MARIN" --backend "$URI" logs drv-1:7 2>"$TMP/err"); st=$?
+out=$("$MARIN" --backend "$URI" logs drv1-7 2>"$TMP/err"); st=$?
 if [ $st -eq 0 ] && [ "$out" = "$(printf 'INFO hello from seven\nERROR seven failed')" ]; then
     ok "logs"
 else fail "logs (exit $st)"; echo "$out"; cat "$TMP/err"; fi
 
-"$MARIN" --backend "$URI" logs drv-1:7 --follow >"$TMP/follow" 2>&1 &
+"$MARIN" --backend "$URI" logs drv1-7 --follow >"$TMP/follow" 2>&1 &
 fpid=$!
 sleep 0.7
-rc XADD "${P}logs:drv-1" '*' s 8 t drv-1:8 l 3 m "not mine" >/dev/null
-rc XADD "${P}logs:drv-1" '*' s 7 t drv-1:7 l 2 m "late line" >/dev/null
+rc XADD "${P}logs:drv1" '*' s 8 t drv1-8 l 3 m "not mine" >/dev/null
+rc XADD "${P}logs:drv1" '*' s 7 t drv1-7 l 2 m "late line" >/dev/null
 sleep 0.7
 kill -INT $fpid
 for _ in $(seq 40); do kill -0 $fpid 2>/dev/null || break; sleep 0.1; done
@@ -190,9 +190,9 @@ if echo "$out" | python3 -c 'import json,sys; assert json.load(sys.stdin)["tasks
     ok "db from the URI path"
 else fail "db select"; echo "$out"; fi
 rc CONFIG SET requirepass 'p@ss:w/rd' >/dev/null
-out=$("$MARIN" --backend "redis://:p%40ss%3Aw%2Frd@127.0.0.1:$PORT?namespace=$NS" cancel drv-1:9 2>&1); st=$?
+out=$("$MARIN" --backend "redis://:p%40ss%3Aw%2Frd@127.0.0.1:$PORT?namespace=$NS" cancel drv1-9 2>&1); st=$?
 [ $st -eq 0 ] && ok "AUTH with a percent-encoded password" || { fail "AUTH (exit $st)"; echo "$out"; }
-out=$("$MARIN" --backend "redis://default:p%40ss%3Aw%2Frd@127.0.0.1:$PORT?namespace=$NS" cancel drv-1:9 2>&1); st=$?
+out=$("$MARIN" --backend "redis://default:p%40ss%3Aw%2Frd@127.0.0.1:$PORT?namespace=$NS" cancel drv1-9 2>&1); st=$?
 [ $st -eq 0 ] && ok "AUTH with user and password" || { fail "AUTH user (exit $st)"; echo "$out"; }
 out=$("$MARIN" --backend "redis://:wrong@127.0.0.1:$PORT?namespace=$NS" status 2>&1); st=$?
 if [ $st -eq 1 ] && echo "$out" | grep -q "^marin: AUTH at 127.0.0.1:$PORT: "; then
@@ -246,7 +246,7 @@ expect 2 'name a TASK_ID' --backend "$URI" logs
 DEAD_PORT=$(free_port)
 expect 1 "marin: cannot connect to redis at 127.0.0.1:$DEAD_PORT: " \
     --backend "redis://127.0.0.1:$DEAD_PORT?namespace=x" status
-expect 1 "127.0.0.1:$DEAD_PORT" --backend "redis://127.0.0.1:$DEAD_PORT" cancel d:1
+expect 1 "127.0.0.1:$DEAD_PORT" --backend "redis://127.0.0.1:$DEAD_PORT" cancel d-1
 
 if [ $FAILS -ne 0 ]; then echo "$FAILS check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

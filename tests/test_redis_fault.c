@@ -360,7 +360,7 @@ static void expect_ok(marin_future_t *f, int64_t ms, const char *want, const cha
     fassert(rc == MARIN_OK, "%s: marin_future_get returned %d (%s): %s", what, rc,
             marin_strerror(rc), rc == MARIN_ETIMEDOUT ? "still running" : marin_last_error());
     if (want)
-        fassert(len == strlen(want) && memcmp(data, want, len) == 0,
+        fassert(len == strlen(want) && (len == 0 || memcmp(data, want, len) == 0),
                 "%s: result '%.*s', wanted '%s'", what, (int)len, (const char *)data, want);
 }
 

@@ -30,7 +30,7 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  status [--json]           workers, queues, tasks, actors, leases\n"
-    "  cancel TASK_ID...         request cancellation (TASK_ID is driver:seq)\n"
+    "  cancel TASK_ID...         request cancellation (TASK_ID is DRIVER-SEQ)\n"
     "  purge [--yes] [--force]   delete every key of the namespace\n"
     "  logs TASK_ID [--follow]   print a task's log lines\n"
     "\n"
@@ -467,8 +467,9 @@ char **marin__cli_scan(marin__cli *c, const char *glob, size_t *count)
 
 int marin__cli_task_id(const char *id, char **driver, long long *seq)
 {
-    const char *colon = strrchr(id, ':');
-    if (!colon || colon == id || strchr(id, ':') != colon || !colon[1])
+    /* Task ids are what marin_task_id gives: "<driver>-<seq>". */
+    const char *colon = strrchr(id, '-');
+    if (!colon || colon == id || !colon[1])
         return -1;
     long long v = 0;
     for (const char *q = colon + 1; *q; q++) {
@@ -490,9 +491,8 @@ int marin__cli_task_id(const char *id, char **driver, long long *seq)
 static void bad_task_id(const char *id) __attribute__((noreturn));
 static void bad_task_id(const char *id)
 {
-    usage_error("task id \"%s\": want DRIVER:SEQ (a driver id without ':' and "
-                "a decimal "
-                "sequence number)",
+    usage_error("task id \"%s\": want DRIVER-SEQ, as marin_task_id prints it (a "
+                "driver id and a decimal sequence number)",
                 id);
 }
 
