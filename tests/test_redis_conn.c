@@ -785,8 +785,8 @@ START_TEST(test_redis_conn_kv_leases)
     /* it expires; renew is refused; B takes it with a greater token */
     sleep_ms(450);
     ck_assert_marin(o->lease_renew(s, "L", "A", 300), MARIN_EBUSY);
-    ck_assert_lasterr_has("nobody holds lease 'L' (it expired or was released); 'A' must "
-                          "acquire it again");
+    ck_assert_lasterr_has("lease 'L' expired or was released and nobody holds it now; "
+                          "'A' must acquire it again");
     ck_assert_marin(o->put_fenced(s, "x", "v2", 2, "L", t1), MARIN_ECONFLICT);
     ck_assert_lasterr_has("expired or was released");
     ck_assert_marin(o->lease_acquire(s, "L", "B", 5000, &t2), MARIN_OK);

@@ -24,7 +24,7 @@ MODULE = "_marin_cffi"
 # Order matters for cffi: types before their use.
 HEADERS = ["common.h", "version.h", "error.h", "resources.h", "runtime.h",
            "task.h", "future.h", "map.h", "actor.h", "kv.h", "executor.h",
-           "experimental.h"]
+           "worker.h", "experimental.h"]
 
 # Python-side helpers compiled into the module (C, not public API): none of
 # them is needed by users; they keep hot paths out of Python.
