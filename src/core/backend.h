@@ -179,12 +179,13 @@ int marin__task_attempt_begin(marin_runtime_t *rt, struct marin__task *t);
 /* The outcome of the attempt arrived: @p attempt (the attempt number the
  * outcome is for; 0 keeps t->attempt), @p rc the function's code (or
  * MARIN_EWORKER / @p died when the place it ran died), @p result taken
- * over, @p why the failure's own words (NULL: the code's text). Returns 1
+ * over, @p why the failure's own words (NULL: the code's text), @p no_retry
+ * (an actor call: its outcome is final, as on local). Returns 1
  * when settled (the backend drops its reference) or 0 when it is to be
  * retried (the backend queues it again, and on failure calls
  * marin__task_retry_refused). */
 int marin__task_attempt_end(marin_runtime_t *rt, struct marin__task *t, int attempt, int rc,
-                            void *result, size_t len, const char *why, int died);
+                            void *result, size_t len, const char *why, int died, int no_retry);
 /* The backend lets go of an attempt that will never report (the runtime
  * closes): disarm its timeout and free what it holds. */
 void marin__task_attempt_abandon(marin_runtime_t *rt, struct marin__task *t);

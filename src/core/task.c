@@ -393,7 +393,7 @@ static void attempts_text(const struct marin__task *t, int app, char *buf, size_
  * message that names the attempt), or back to PENDING for a retry (returns
  * 0). @p result is taken over. @p why: the failure's own words, or NULL. */
 static int settle_attempt(marin_runtime_t *rt, struct marin__task *t, int rc, void *result,
-                          size_t result_len, const char *why, int died)
+                          size_t result_len, const char *why, int died, int no_retry)
 {
     marin_future_t *f = marin__task_future(t);
     char id[64];
@@ -409,8 +409,8 @@ static int settle_attempt(marin_runtime_t *rt, struct marin__task *t, int rc, vo
     if (!why || !why[0])
         why = marin_strerror(rc);
     unsigned s = atomic_load(&f->state);
-    if ((!app || t->opts->retry_exceptions) && retries_left(t) && !atomic_load(&t->cancel) &&
-        s == MARIN_FUTURE_RUNNING && !atomic_load(&rt->closing)) {
+    if (!no_retry && (!app || t->opts->retry_exceptions) && retries_left(t) &&
+        !atomic_load(&t->cancel) && s == MARIN_FUTURE_RUNNING && !atomic_load(&rt->closing)) {
         int plain = why == marin_strerror(rc);
         marin__log(rt, MARIN_LOG_WARN, "task '%s' (%s) failed on attempt %d (%s%s%s); "
                    "retrying", shown_name(t), id, t->attempt, marin_strerror(rc),
@@ -423,8 +423,11 @@ static int settle_attempt(marin_runtime_t *rt, struct marin__task *t, int rc, vo
     char msg[16384], at[128]; /* a task's own words may be long */
     attempts_text(t, app, at, sizeof at);
     int plain = app || why == marin_strerror(rc);
-    snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", shown_name(t), id, at,
-             plain ? "" : marin_strerror(rc), plain ? "" : ": ", why);
+    if (no_retry) /* an actor call: its host wrote the whole message */
+        snprintf(msg, sizeof msg, "%s", why);
+    else
+        snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", shown_name(t), id, at,
+                 plain ? "" : marin_strerror(rc), plain ? "" : ": ", why);
     marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
     return 1;
 }
@@ -479,7 +482,7 @@ int marin__task_attempt_begin(marin_runtime_t *rt, struct marin__task *t)
 }
 
 int marin__task_attempt_end(marin_runtime_t *rt, struct marin__task *t, int attempt, int rc,
-                            void *result, size_t len, const char *why, int died)
+                            void *result, size_t len, const char *why, int died, int no_retry)
 {
     if (t->timeout_timer) {
         marin__timer_cancel(rt, t->timeout_timer);
@@ -497,7 +500,7 @@ int marin__task_attempt_end(marin_runtime_t *rt, struct marin__task *t, int atte
         marin__task_cleanup(t);
         return 1;
     }
-    int settled = settle_attempt(rt, t, rc, result, len, why, died);
+    int settled = settle_attempt(rt, t, rc, result, len, why, died, no_retry);
     if (settled)
         marin__task_cleanup(t);
     return settled;
@@ -562,7 +565,7 @@ int marin__task_execute(marin_runtime_t *rt, struct marin__task *t,
                                                : "simulated by marin_test_kill_worker")
                                         : detail;
     int settled = settle_attempt(rt, t, rc, rc == MARIN_OK ? ctx.result : NULL,
-                                 ctx.result_len, why, 0);
+                                 ctx.result_len, why, 0, 0);
     if (rc == MARIN_OK)
         ctx.result = NULL;
     marin__free(ctx.result);

@@ -122,7 +122,10 @@ def init(uri=None, *, ignore_reinit_error=False, address=None, num_cpus=None,
         uri = _with_python_worker(uri)
         _runtime = _Runtime(uri)
         global _process_mode
-        _process_mode = uri is not None and "processes=" in (uri.split("?", 1) + [""])[1]
+        # Python calls travel pickled to worker processes (processes=N) and
+        # to the workers of a cluster backend (redis://)
+        _process_mode = _runtime.backend != "local" or (
+            uri is not None and "processes=" in (uri.split("?", 1) + [""])[1])
         return _runtime.backend
 
 
@@ -166,22 +169,32 @@ def shutdown():
 
 def _rt():
     """The default runtime's pointer, opening it on first use (as Ray)."""
+    if _in_task():
+        # inside a task, use the runtime that runs it (in a worker process
+        # there is no default runtime to open)
+        return lib.marin_task_runtime(_tls.ctx)
     rt = _runtime
     if rt is None:
         init(ignore_reinit_error=True)
         rt = _runtime
-    if _in_task():
-        # inside a task, use the runtime that runs it
-        return lib.marin_task_runtime(_tls.ctx)
     return rt.ptr
 
 
 def backend():
-    _rt()
+    rt = _rt()
+    if _runtime is None or rt != _runtime.ptr:  # inside a worker's task
+        return ffi.string(lib.marin_runtime_backend(rt)).decode()
     return _runtime.backend
 
 
 _trampoline_registered = False
+
+
+def _worker_mode():
+    """In a worker of a cluster backend (python3 -m marin.worker --backend):
+    calls its tasks make travel pickled too, to whichever worker takes them."""
+    global _process_mode
+    _process_mode = True
 
 
 def _register_trampoline():
@@ -620,6 +633,44 @@ def _loads_result(raw):
     return pickle.loads(raw)
 
 
+def _by_name(module, qualname):
+    """The function @module:@qualname, in a worker: imported, and unwrapped
+    when the name holds its @marin.remote wrapper."""
+    import importlib
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj._fn if isinstance(obj, RemoteFunction) else obj
+
+
+class _FnByName:
+    """A function sent as module:qualname (pickle sends plain module
+    functions so; this covers those whose module-level name holds their
+    @marin.remote wrapper, which pickle would refuse and cloudpickle would
+    send by value)."""
+    __slots__ = ("module", "qualname")
+
+    def __init__(self, module, qualname):
+        self.module = module
+        self.qualname = qualname
+
+    def __reduce__(self):
+        return (_by_name, (self.module, self.qualname))
+
+
+def _sendable(fn):
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or "<locals>" in qualname:
+        return fn
+    obj = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if obj is not fn and isinstance(obj, RemoteFunction) and obj._fn is fn:
+        return _FnByName(module, qualname)
+    return fn
+
+
 def _submit_pickled(fn, args, kwargs, opts, label):
     """processes=N: the call travels pickled; top-level refs become
     dependencies whose (pickled) results the worker substitutes."""
@@ -649,7 +700,7 @@ def _submit_pickled(fn, args, kwargs, opts, label):
                             "(it sends such functions by value) or move it to a module"
                             % getattr(fn, "__qualname__", fn)) from None
     try:
-        arg = PICKLED + _dumps((fn, args, kwargs, spec))
+        arg = PICKLED + _dumps((_sendable(fn), args, kwargs, spec))
     except Exception as e:
         raise TypeError("marin: cannot send %s to a worker process: %s: %s (with "
                         "processes=N, functions and arguments are pickled; "

@@ -1,7 +1,31 @@
-/* Actors on the redis backend: not built yet. */
+/* Actors on the redis backend, the driver's side. An actor is the hash
+ * actor:<id> (class, spec, constructor argument, host, state, restarts,
+ * checkpoint) plus its call stream ac:<id>. Creation travels like a task
+ * ("@actor:<class>" queue of the actor's resource shape); the worker that
+ * takes it hosts the actor (redis_actor_host.c) and reads the call stream
+ * in order. Names map to ids with HSETNX. A host that dies is noticed by
+ * any worker's reaper, which fails the calls it was running and queues the
+ * creation again (restart from the last checkpoint) within max_restarts. */
+#define _GNU_SOURCE 1
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "alloc.h"
 #include "fail.h"
 #include "redis_actor.h"
+
+typedef struct ractor {
+    char id[40];
+    char name[MARIN_NAME_MAX + 1];
+    char cls[MARIN_NAME_MAX + 1];
+    char stream[MARIN__RKEY_MAX];
+    marin_future_t *created;    /* the creation, when this handle made it */
+} ractor;
 
 int marin__ractors_init(marin__redis *s)
 {
@@ -18,3 +42,351 @@ void marin__ractors_fini(marin__redis *s)
 {
     (void)s;
 }
+
+static int call_sync(marin__redis *s, redisReply **r, int argc, const char **argv,
+                     const size_t *lens, const char *fn)
+{
+    int rc = marin__rconn_call(s->cmd, 0, r, argc, argv, lens);
+    if (rc != MARIN_OK)
+        return marin__err(rc, "%s: %s", fn, marin__err_msg());
+    if ((*r)->type == REDIS_REPLY_ERROR) {
+        rc = marin__err(MARIN_EUNAVAILABLE, "%s: Redis refused %s: %s", fn, argv[0], (*r)->str);
+        freeReplyObject(*r);
+        *r = NULL;
+    }
+    return rc;
+}
+
+static ractor *impl_new(const char *id, const char *stream_prefix)
+{
+    ractor *x = marin__calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    snprintf(x->id, sizeof x->id, "%s", id);
+    snprintf(x->stream, sizeof x->stream, "%sac:%s", stream_prefix, id);
+    return x;
+}
+
+/* Fill @p a from the actor hash of @p id. */
+static int attach(marin__redis *s, const char *id, marin_actor_t *a, const char *fn,
+                  const char *what)
+{
+    char key[MARIN__RKEY_MAX];
+    snprintf(key, sizeof key, "%sactor:%s", s->prefix, id);
+    const char *av[] = {"HMGET", key, "state", "class", "name", "error"};
+    redisReply *r = NULL;
+    int rc = call_sync(s, &r, 6, av, NULL, fn);
+    if (rc != MARIN_OK)
+        return rc;
+    const redisReply *st = r->element[0];
+    if (st->type != REDIS_REPLY_STRING || strcmp(st->str, "dead") == 0) {
+        rc = marin__err(MARIN_ENOTFOUND, "%s: no live actor %s in namespace '%s'%s%s", fn, what,
+                        s->cfg.ns,
+                        r->element[3]->type == REDIS_REPLY_STRING ? ": " : "",
+                        r->element[3]->type == REDIS_REPLY_STRING ? r->element[3]->str : "");
+        freeReplyObject(r);
+        return rc;
+    }
+    ractor *x = impl_new(id, s->prefix);
+    if (!x) {
+        freeReplyObject(r);
+        return marin__err(MARIN_ENOMEM, "%s: out of memory", fn);
+    }
+    if (r->element[1]->type == REDIS_REPLY_STRING)
+        snprintf(x->cls, sizeof x->cls, "%s", r->element[1]->str);
+    if (r->element[2]->type == REDIS_REPLY_STRING)
+        snprintf(x->name, sizeof x->name, "%s", r->element[2]->str);
+    freeReplyObject(r);
+    a->impl = x;
+    snprintf(a->id, sizeof a->id, "%s", id);
+    return MARIN_OK;
+}
+
+static int ra_create(void *state, const marin__actor_class_entry *cls,
+                     const marin__actor_spec *spec, const void *arg, size_t len,
+                     marin_actor_t *a)
+{
+    marin__redis *s = state;
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        rnd = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)a;
+    char id[40];
+    snprintf(id, sizeof id, "actor-%016llx", (unsigned long long)rnd);
+    int rc;
+    redisReply *r = NULL;
+    if (spec->name) {
+        char names[MARIN__RKEY_MAX];
+        snprintf(names, sizeof names, "%sactors", s->prefix);
+        const char *av[] = {"HSETNX", names, spec->name, id};
+        if ((rc = call_sync(s, &r, 4, av, NULL, "marin_actor_create")) != MARIN_OK)
+            return rc;
+        int taken = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+        freeReplyObject(r);
+        if (taken) {
+            const char *g[] = {"HGET", names, spec->name};
+            if ((rc = call_sync(s, &r, 3, g, NULL, "marin_actor_create")) != MARIN_OK)
+                return rc;
+            char other[40] = "";
+            if (r->type == REDIS_REPLY_STRING)
+                snprintf(other, sizeof other, "%s", r->str);
+            freeReplyObject(r);
+            if (spec->get_if_exists && other[0]) {
+                char what[256];
+                snprintf(what, sizeof what, "named '%s'", spec->name);
+                return attach(s, other, a, "marin_actor_create", what);
+            }
+            return marin__err(MARIN_EEXIST, "marin_actor_create: an actor named '%s' already "
+                              "exists in namespace '%s' (id %s); use get_if_exists or another "
+                              "name", spec->name, s->cfg.ns, other);
+        }
+    }
+    /* The creation request: a task "@actor:<class>" of the actor's shape,
+     * whose argument is the actor id. */
+    char tname[MARIN_NAME_MAX + 16];
+    snprintf(tname, sizeof tname, "@actor:%s", cls->name);
+    marin_task_options_t *o = NULL;
+    marin_future_t *f = NULL;
+    void *frame = NULL;
+    size_t flen = 0;
+    char shape[512], qkey[MARIN__RKEY_MAX];
+    marin__redis_shape(&spec->res, shape, sizeof shape);
+    snprintf(qkey, sizeof qkey, "%sq:%s:%s", s->prefix, tname, shape);
+    if ((rc = marin_task_options_create(&o)) != MARIN_OK ||
+        (rc = marin_task_options_set_resources(o, &spec->res)) != MARIN_OK ||
+        (rc = marin_task_options_set_max_retries(o, 3)) != MARIN_OK)
+        goto out;
+    if (!(f = marin__future_new(s->rt))) {
+        rc = marin__err(MARIN_ENOMEM, "marin_actor_create: out of memory");
+        goto out;
+    }
+    struct marin__task *t = &f->task;
+    t->name = marin__strdup(tname);
+    t->name_owned = 1;
+    t->opts = marin__task_options_snapshot(o);
+    t->arg = marin__strdup(id);
+    t->arg_len = strlen(id);
+    if (!t->name || !t->arg) {
+        rc = marin__err(MARIN_ENOMEM, "marin_actor_create: out of memory");
+        goto out;
+    }
+    if ((rc = marin__rtask_encode(s->rt, t, s->cfg.max_payload, &frame, &flen)) != MARIN_OK)
+        goto out;
+    /* The actor's record, then its call stream, then the creation. */
+    char key[MARIN__RKEY_MAX], stream[MARIN__RKEY_MAX], ids[MARIN__RKEY_MAX], mr[24], mc[24],
+        ce[24];
+    snprintf(key, sizeof key, "%sactor:%s", s->prefix, id);
+    snprintf(stream, sizeof stream, "%sac:%s", s->prefix, id);
+    snprintf(ids, sizeof ids, "%sactor_ids", s->prefix);
+    snprintf(mr, sizeof mr, "%d", spec->max_restarts);
+    snprintf(mc, sizeof mc, "%d", spec->max_concurrency > 0 ? spec->max_concurrency : 1);
+    snprintf(ce, sizeof ce, "%lld", (long long)spec->checkpoint_every);
+    const char *h[] = {"HSET", key, "class", cls->name, "name", spec->name ? spec->name : "",
+                       "arg", arg ? (const char *)arg : "", "state", "pending", "host", "",
+                       "restarts", "0", "max_restarts", mr, "max_concurrency", mc,
+                       "checkpoint_every", ce, "creator", s->driver_id, "cq", qkey,
+                       "cframe", frame};
+    size_t hl[26];
+    for (int i = 0; i < 26; i++)
+        hl[i] = strlen(h[i]);
+    hl[7] = len;
+    hl[25] = flen;
+    const char *g[] = {"XGROUP", "CREATE", stream, MARIN__RGROUP_WORKERS, "0", "MKSTREAM"};
+    const char *sa[] = {"SADD", ids, id};
+    if ((rc = call_sync(s, &r, 26, h, hl, "marin_actor_create")) != MARIN_OK)
+        goto out;
+    freeReplyObject(r);
+    if ((rc = call_sync(s, &r, 6, g, NULL, "marin_actor_create")) != MARIN_OK ||
+        (freeReplyObject(r), (rc = call_sync(s, &r, 3, sa, NULL, "marin_actor_create"))) !=
+            MARIN_OK)
+        goto out;
+    freeReplyObject(r);
+    ractor *x = impl_new(id, s->prefix);
+    if (!x) {
+        rc = marin__err(MARIN_ENOMEM, "marin_actor_create: out of memory");
+        goto out;
+    }
+    snprintf(x->cls, sizeof x->cls, "%s", cls->name);
+    if (spec->name)
+        snprintf(x->name, sizeof x->name, "%s", spec->name);
+    marin_future_retain(f); /* the handle's reference */
+    x->created = f;
+    /* The backend's reference goes with the submission. */
+    rc = marin__rdriver_submit_to(s, t, NULL, frame, flen, 0);
+    f = NULL;
+    if (rc != MARIN_OK) {
+        marin_future_release(x->created);
+        marin__free(x);
+        goto out;
+    }
+    a->impl = x;
+    snprintf(a->id, sizeof a->id, "%s", id);
+out:
+    if (f) {
+        marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, NULL);
+        marin_future_release(f);
+        marin_future_release(f);
+    }
+    marin__free(frame);
+    marin_task_options_destroy(o);
+    if (rc != MARIN_OK && spec->name) {
+        char names[MARIN__RKEY_MAX];
+        snprintf(names, sizeof names, "%sactors", s->prefix);
+        const char *d[] = {"HDEL", names, spec->name};
+        marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 3, d, NULL);
+    }
+    return rc;
+}
+
+static int ra_lookup(void *state, const char *name, marin_actor_t *a)
+{
+    marin__redis *s = state;
+    char names[MARIN__RKEY_MAX];
+    snprintf(names, sizeof names, "%sactors", s->prefix);
+    const char *g[] = {"HGET", names, name};
+    redisReply *r = NULL;
+    int rc = call_sync(s, &r, 3, g, NULL, "marin_actor_lookup");
+    if (rc != MARIN_OK)
+        return rc;
+    char id[40] = "";
+    if (r->type == REDIS_REPLY_STRING)
+        snprintf(id, sizeof id, "%s", r->str);
+    freeReplyObject(r);
+    if (!id[0])
+        return marin__err(MARIN_ENOTFOUND, "marin_actor_lookup: no live actor named '%s' in "
+                          "namespace '%s'", name, s->cfg.ns);
+    char what[256];
+    snprintf(what, sizeof what, "named '%s'", name);
+    return attach(s, id, a, "marin_actor_lookup", what);
+}
+
+static int ra_from_id(void *state, const char *id, marin_actor_t *a)
+{
+    marin__redis *s = state;
+    char what[128];
+    snprintf(what, sizeof what, "with id %.60s", id);
+    return attach(s, id, a, "marin_actor_from_id", what);
+}
+
+static int ra_ready(void *state, marin_actor_t *a, int64_t timeout_ms)
+{
+    marin__redis *s = state;
+    ractor *x = a->impl;
+    if (x->created) {
+        int rc = marin_future_get(x->created, timeout_ms, NULL, NULL);
+        if (rc == MARIN_OK || rc == MARIN_ETIMEDOUT)
+            return rc == MARIN_OK ? MARIN_OK
+                                  : marin__err(rc, "marin_actor_ready: actor %s is still being "
+                                               "created after %lld ms", a->id,
+                                               (long long)timeout_ms);
+        return marin__err(rc, "marin_actor_ready: %s", marin_future_error(x->created));
+    }
+    /* A handle found by name or id: wait for the record to say alive. */
+    char key[MARIN__RKEY_MAX];
+    snprintf(key, sizeof key, "%sactor:%s", s->prefix, x->id);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        const char *av[] = {"HMGET", key, "state", "error"};
+        redisReply *r = NULL;
+        int rc = call_sync(s, &r, 4, av, NULL, "marin_actor_ready");
+        if (rc != MARIN_OK)
+            return rc;
+        char st[32] = "", err[512] = "";
+        if (r->element[0]->type == REDIS_REPLY_STRING)
+            snprintf(st, sizeof st, "%s", r->element[0]->str);
+        if (r->element[1]->type == REDIS_REPLY_STRING)
+            snprintf(err, sizeof err, "%s", r->element[1]->str);
+        freeReplyObject(r);
+        if (strcmp(st, "alive") == 0)
+            return MARIN_OK;
+        if (!st[0] || strcmp(st, "dead") == 0)
+            return marin__err(MARIN_ECANCELED, "marin_actor_ready: actor %s is gone%s%s", a->id,
+                              err[0] ? ": " : "", err);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (timeout_ms >= 0 && spent >= timeout_ms)
+            return marin__err(MARIN_ETIMEDOUT, "marin_actor_ready: actor %s is still %s after "
+                              "%lld ms", a->id, st, (long long)timeout_ms);
+        marin__block_begin();
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        marin__block_end();
+    }
+}
+
+static int ra_call(void *state, marin_actor_t *a, struct marin__task *call)
+{
+    marin__redis *s = state;
+    ractor *x = a->impl;
+    void *frame = NULL;
+    size_t flen = 0;
+    int rc = marin__rtask_encode(s->rt, call, s->cfg.max_payload, &frame, &flen);
+    if (rc != MARIN_OK)
+        return rc;
+    rc = marin__rdriver_submit_to(s, call, x->stream, frame, flen, 1);
+    marin__free(frame);
+    return rc;
+}
+
+/* A control call (checkpoint, kill) through the call stream, in order
+ * with the calls before it; waits for its outcome. */
+static int control(marin__redis *s, marin_actor_t *a, const char *what, const char *arg,
+                   const char *fn)
+{
+    marin_future_t *f = NULL;
+    int rc = marin_actor_call(a, what, arg, arg ? strlen(arg) : 0, &f);
+    if (rc != MARIN_OK)
+        return marin__err(rc, "%s: %s", fn, marin_last_error());
+    (void)s;
+    rc = marin_future_get(f, -1, NULL, NULL);
+    if (rc != MARIN_OK)
+        rc = marin__err(rc, "%s: %s", fn, marin_future_error(f));
+    marin_future_release(f);
+    return rc;
+}
+
+static int ra_checkpoint(void *state, marin_actor_t *a)
+{
+    return control(state, a, "@checkpoint", NULL, "marin_actor_checkpoint");
+}
+
+static int ra_kill(void *state, marin_actor_t *a, int no_restart)
+{
+    marin__redis *s = state;
+    ractor *x = a->impl;
+    char key[MARIN__RKEY_MAX];
+    snprintf(key, sizeof key, "%sactor:%s", s->prefix, x->id);
+    const char *g[] = {"HGET", key, "state"};
+    redisReply *r = NULL;
+    int rc = call_sync(s, &r, 3, g, NULL, "marin_actor_kill");
+    if (rc != MARIN_OK)
+        return rc;
+    int gone = r->type != REDIS_REPLY_STRING || strcmp(r->str, "dead") == 0;
+    freeReplyObject(r);
+    if (gone)
+        return marin__err(MARIN_ESTATE, "marin_actor_kill: actor %s is already gone", a->id);
+    return control(s, a, "@kill", no_restart ? "1" : "0", "marin_actor_kill");
+}
+
+static void ra_release(void *state, marin_actor_t *a)
+{
+    (void)state;
+    ractor *x = a->impl;
+    if (!x)
+        return;
+    marin_future_release(x->created);
+    marin__free(x);
+    a->impl = NULL;
+}
+
+const marin__actor_ops marin__redis_actor_ops = {
+    .create = ra_create,
+    .lookup = ra_lookup,
+    .from_id = ra_from_id,
+    .ready = ra_ready,
+    .call = ra_call,
+    .checkpoint = ra_checkpoint,
+    .kill = ra_kill,
+    .release = ra_release,
+};

@@ -313,9 +313,9 @@ static int launch(marin__redis *s, struct marin__task *t, const char *stream, co
 }
 
 int marin__rdriver_submit_to(marin__redis *s, struct marin__task *t, const char *stream,
-                             const void *frame, size_t flen)
+                             const void *frame, size_t flen, int is_call)
 {
-    return launch(s, t, stream, frame, flen, 1);
+    return launch(s, t, stream, frame, flen, is_call);
 }
 
 int marin__rdriver_submit(void *state, struct marin__task *t)
@@ -449,7 +449,7 @@ static void handle_outcome(marin__redis *s, const redisReply *fields)
     snprintf(stream, sizeof stream, "%s", r->stream);
     marin__free(r);
     int settled = marin__task_attempt_end(s->rt, t, attempt, code, result, rlen,
-                                          why[0] ? why : NULL, died);
+                                          why[0] ? why : NULL, died, is_call);
     if (settled) {
         if (code == MARIN_OK)
             atomic_fetch_add(&s->succeeded, 1);

@@ -15,7 +15,7 @@ int marin__rtask_encode(marin_runtime_t *rt, const struct marin__task *t, int64_
     *len = 0;
     char id[64], shape[512];
     marin__task_format_id(rt, t, id, sizeof id);
-    marin__redis_shape(&t->opts->res, shape, sizeof shape);
+    marin_resources_format(&t->opts->res, shape, sizeof shape);
     marin__wbuf w;
     marin__wbuf_init(&w);
     marin__wbuf_str(&w, id);

@@ -109,9 +109,11 @@ void marin__rdriver_stop(marin__redis *s);
 void marin__rdriver_free(marin__redis *s);
 int marin__rdriver_submit(void *state, struct marin__task *t);
 int marin__rdriver_cancel(void *state, struct marin__task *t);
-/* Queue an actor call or creation (the entry goes to @p stream). */
+/* Queue @p t with its encoded @p frame: to @p stream (an actor's calls,
+ * @p is_call: outcomes are final, never retried here), or with stream NULL
+ * to the queue of its name and shape. Takes the backend's reference. */
 int marin__rdriver_submit_to(marin__redis *s, struct marin__task *t, const char *stream,
-                             const void *frame, size_t flen);
+                             const void *frame, size_t flen, int is_call);
 
 /* ---- redis_worker.c ---- */
 int marin__rworker_start(void *state, const marin__worker_opts *o, void **out);
@@ -166,6 +168,7 @@ enum {
     MARIN__RS_DEADLETTER, /* a bad entry: to the dead stream, ack, tell */
     MARIN__RS_LIVE,       /* live workers' JSON */
     MARIN__RS_HANDBACK,   /* a draining worker gives an entry back */
+    MARIN__RS_ACTOR_REAP, /* actors of dead hosts: restart or fail */
     MARIN__RS_COUNT
 };
 const char *marin__redis_script(int which);

@@ -107,6 +107,78 @@ static const char handback_lua[] =
     "redis.call(unpack(args))\n"
     "return 1\n";
 
+/* Actors whose host died, and calls left to dead actors. KEYS: the
+ * actor_ids set. ARGV: key prefix, result ttl ms, how many ids to look at.
+ * A dead host: its pending calls fail with MARIN_EWORKER, and the actor's
+ * creation is queued again (restart from its checkpoint) within
+ * max_restarts, else it is marked dead. A dead actor: calls still in its
+ * stream fail. Returns how many actors or calls it handled. */
+static const char actor_reap_lua[] =
+    "local P = ARGV[1]\n"
+    "local function notify(e, code, msg)\n"
+    "  local f = e[2]\n"
+    "  local d, s, a\n"
+    "  for i = 1, #f - 1, 2 do\n"
+    "    if f[i] == 'd' then d = f[i + 1] elseif f[i] == 's' then s = f[i + 1]\n"
+    "    elseif f[i] == 'a' then a = f[i + 1] end\n"
+    "  end\n"
+    "  if d and s and a then\n"
+    "    local dk = P .. 'done:' .. d\n"
+    "    redis.call('XADD', dk, '*', 's', s, 'a', a, 'c', code, 'w', '', 'm', msg)\n"
+    "    redis.call('PEXPIRE', dk, ARGV[2])\n"
+    "  end\n"
+    "end\n"
+    "local n = 0\n"
+    "local ids = redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[3]))\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local k = P .. 'actor:' .. id\n"
+    "  local stream = P .. 'ac:' .. id\n"
+    "  local st = redis.call('HGET', k, 'state')\n"
+    "  if not st then\n"
+    "    redis.call('SREM', KEYS[1], id)\n"
+    "  elseif st == 'dead' then\n"
+    "    local err = redis.call('HGET', k, 'error') or 'the actor is dead'\n"
+    "    local es = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100)\n"
+    "    for _, e in ipairs(es) do\n"
+    "      notify(e, '-14', 'call to actor ' .. id .. ' failed: ' .. err)\n"
+    "      redis.call('XACK', stream, 'w', e[1])\n"
+    "      redis.call('XDEL', stream, e[1])\n"
+    "      n = n + 1\n"
+    "    end\n"
+    "  elseif st == 'alive' then\n"
+    "    local host = redis.call('HGET', k, 'host')\n"
+    "    if host and host ~= '' and redis.call('EXISTS', P .. 'w:' .. host) == 0 then\n"
+    "      local p = redis.call('XPENDING', stream, 'w', '-', '+', 1000, host)\n"
+    "      for _, e in ipairs(p) do\n"
+    "        local r = redis.call('XRANGE', stream, e[1], e[1])\n"
+    "        if #r > 0 then\n"
+    "          notify(r[1], '-14', 'call to actor ' .. id .. ' was lost: its host worker ' ..\n"
+    "                 host .. ' died while it ran')\n"
+    "        end\n"
+    "        redis.call('XACK', stream, 'w', e[1])\n"
+    "        redis.call('XDEL', stream, e[1])\n"
+    "      end\n"
+    "      pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, 'w', host)\n"
+    "      local restarts = tonumber(redis.call('HGET', k, 'restarts') or '0')\n"
+    "      local maxr = tonumber(redis.call('HGET', k, 'max_restarts') or '0')\n"
+    "      if maxr < 0 or restarts < maxr then\n"
+    "        redis.call('HSET', k, 'state', 'restarting', 'host', '',\n"
+    "                   'restarts', tostring(restarts + 1))\n"
+    "        redis.call('XADD', redis.call('HGET', k, 'cq'), '*', 'd',\n"
+    "                   redis.call('HGET', k, 'creator'), 's', '0', 'a', tostring(restarts + 2),\n"
+    "                   'f', redis.call('HGET', k, 'cframe'))\n"
+    "      else\n"
+    "        redis.call('HSET', k, 'state', 'dead', 'error', 'its host worker ' .. host ..\n"
+    "                   ' died and max_restarts (' .. maxr .. ') is spent')\n"
+    "        local name = redis.call('HGET', k, 'name')\n"
+    "        if name and name ~= '' then redis.call('HDEL', P .. 'actors', name) end\n"
+    "      end\n"
+    "      n = n + 1\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
 const char *marin__redis_script(int which)
 {
     switch (which) {
@@ -115,6 +187,7 @@ const char *marin__redis_script(int which)
     case MARIN__RS_DEADLETTER: return deadletter_lua;
     case MARIN__RS_LIVE: return live_lua;
     case MARIN__RS_HANDBACK: return handback_lua;
+    case MARIN__RS_ACTOR_REAP: return actor_reap_lua;
     }
     return "return nil";
 }

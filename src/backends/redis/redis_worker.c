@@ -22,6 +22,7 @@
 #include "fail.h"
 #include "redis_internal.h"
 #include "redis_worker.h"
+#include "redis_actor.h"
 
 #define MAX_THREADS 256
 #define READ_COUNT_MAX 256
@@ -63,7 +64,47 @@ static void res_add(marin_resources_t *to, const marin_resources_t *r)
 
 static void wake_reactor(marin__rworker *w)
 {
-    uv_async_send(&w->async);
+    pthread_mutex_lock(&w->mu);
+    if (!w->async_closed)
+        uv_async_send(&w->async);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void marin__rworker_finish(marin__rworker *w, marin__wtask *wt)
+{
+    pthread_mutex_lock(&w->mu);
+    wt->next = NULL;
+    if (w->done_tail)
+        w->done_tail->next = wt;
+    else
+        w->done_head = wt;
+    w->done_tail = wt;
+    pthread_cond_broadcast(&w->idle_cv);
+    if (!w->async_closed)
+        uv_async_send(&w->async);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void marin__rworker_release_res(marin__rworker *w, const marin_resources_t *res,
+                                const size_t *gpu_slot, size_t ngpus)
+{
+    if (res)
+        res_add(w->free, res);
+    for (size_t i = 0; i < ngpus; i++)
+        w->gpu_busy[gpu_slot[i]] = 0;
+    if (!w->async_closed)
+        uv_async_send(&w->async);
+}
+
+void marin__rworker_kick(marin__rworker *w)
+{
+    /* A blocked read returns now (CLIENT UNBLOCK), and the next one
+     * includes the new stream. */
+    pthread_mutex_lock(&w->mu);
+    w->kicked = 1;
+    if (!w->async_closed)
+        uv_async_send(&w->async);
+    pthread_mutex_unlock(&w->mu);
 }
 
 static void on_start(void *ud, struct marin__task *t)
@@ -78,6 +119,10 @@ static void on_start(void *ud, struct marin__task *t)
 
 static void run_one(marin__rworker *w, marin__wtask *wt)
 {
+    if (marin__rhost_is_creation(wt->msg.name)) {
+        marin__rhost_create(w, wt);
+        return;
+    }
     marin__detached_task d = {0};
     d.name = wt->msg.name;
     d.label = wt->msg.label;
@@ -142,19 +187,13 @@ static void *thread_main(void *arg)
             w->running = wt->next;
         if (wt->next)
             wt->next->prev = wt->prev;
-        if (!wt->lent)
+        if (!wt->lent && !wt->keep_res)
             res_add(w->free, wt->msg.res);
-        for (size_t i = 0; i < wt->ngpus; i++)
-            w->gpu_busy[wt->gpu_slot[i]] = 0;
-        wt->next = NULL;
-        if (w->done_tail)
-            w->done_tail->next = wt;
-        else
-            w->done_head = wt;
-        w->done_tail = wt;
-        pthread_cond_broadcast(&w->idle_cv);
+        if (!wt->keep_res)
+            for (size_t i = 0; i < wt->ngpus; i++)
+                w->gpu_busy[wt->gpu_slot[i]] = 0;
         pthread_mutex_unlock(&w->mu);
-        wake_reactor(w);
+        marin__rworker_finish(w, wt);
         pthread_mutex_lock(&w->mu);
     }
     w->live_threads--;
@@ -209,6 +248,12 @@ static void wtask_free(marin__wtask *wt)
     marin__free(wt->result);
     marin__free(wt->why);
     marin__free(wt);
+}
+
+void marin__rworker_drop(marin__rworker *w, marin__wtask *wt)
+{
+    (void)w;
+    wtask_free(wt);
 }
 
 static const redisReply *field(const redisReply *fields, const char *name)
@@ -302,6 +347,18 @@ static void take_entry(marin__rworker *w, const char *stream, const redisReply *
     }
     if (!(wt->stream = marin__strdup(stream))) {
         wtask_free(wt);
+        return;
+    }
+    size_t plen = strlen(w->s->prefix);
+    if (strncmp(stream + plen, "ac:", 3) == 0) { /* a call to an actor we host */
+        if (!marin__rhost_take_call(w, stream, wt)) {
+            char why[256];
+            snprintf(why, sizeof why, "call '%s' failed: its actor is no longer hosted by "
+                     "worker %s", wt->msg.name, w->id);
+            wt->rc = MARIN_EWORKER;
+            wt->why = marin__strdup(why);
+            marin__rworker_finish(w, wt);
+        }
         return;
     }
     wt->id_ms = strtoull(id, NULL, 10);
@@ -518,6 +575,11 @@ static void read_queues(marin__rworker *w)
         av[n++] = q->key;
         nstreams++;
     }
+    size_t nhosted = marin__rhost_streams(w, av + n, MARIN__RWORKER_QUEUES - nstreams);
+    n += nhosted;
+    nstreams += nhosted;
+    if (nhosted && count < 64)
+        count = 64; /* actor calls do not wait for capacity: it is held */
     pthread_mutex_unlock(&w->mu);
     if (!nstreams && !w->nrunnable) {
         /* No queue we can run yet: wait for a driver to make one. */
@@ -652,6 +714,16 @@ static void on_wake(uv_async_t *a)
     if (w->stopped)
         return;
     flush_done(w);
+    pthread_mutex_lock(&w->mu);
+    int kicked = w->kicked;
+    w->kicked = 0;
+    pthread_mutex_unlock(&w->mu);
+    if (kicked && w->reading && w->rd_client_id > 0) {
+        char id[24];
+        snprintf(id, sizeof id, "%lld", w->rd_client_id);
+        const char *a[] = {"CLIENT", "UNBLOCK", id};
+        marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, a, NULL);
+    }
     if (atomic_load(&w->stop_asked) && !w->draining)
         drain_begin(w);
     start_backlog(w);
@@ -667,6 +739,14 @@ static void names_cb(const char *name, void *ud)
     json_array_append_new(ud, json_string(name));
 }
 
+/* Actor classes travel as the task name of their creation queue. */
+static void class_task_cb(const char *name, void *ud)
+{
+    char buf[MARIN_NAME_MAX + 16];
+    snprintf(buf, sizeof buf, "@actor:%s", name);
+    json_array_append_new(ud, json_string(buf));
+}
+
 static void heartbeat(marin__rworker *w)
 {
     char key[MARIN__RKEY_MAX], hash[MARIN__RKEY_MAX], ttl[24], cap[512], fr[512];
@@ -676,6 +756,7 @@ static void heartbeat(marin__rworker *w)
     marin__redis_shape(w->cap, cap, sizeof cap);
     json_t *tasks = json_array(), *classes = json_array();
     marin__registry_each_task(names_cb, tasks);
+    marin__registry_each_actor_class(class_task_cb, tasks);
     marin__registry_each_actor_class(names_cb, classes);
     size_t running = 0;
     pthread_mutex_lock(&w->mu);
@@ -740,7 +821,8 @@ static void queues_reply(marin__rconn *c, redisReply *reply, int rc, const char 
             if (q->task && marin_resources_parse(strcmp(colon + 1, "none") == 0 ? "cpus=0"
                                                                               : colon + 1,
                                                  &q->res) == MARIN_OK)
-                q->runnable = marin__registry_find_task(q->task) != NULL &&
+                q->runnable = (marin__registry_find_task(q->task) != NULL ||
+                               marin__rhost_runnable(q->task)) &&
                               marin__redis_fits(q->res, w->cap);
             w->nrunnable += q->runnable;
         }
@@ -866,6 +948,7 @@ static void consumers_reply(marin__rconn *c, redisReply *reply, int rc, const ch
 
 static void reclaim(marin__rworker *w)
 {
+    marin__rhost_reap(w);
     for (size_t i = 0; i < w->nqueues; i++) {
         reclaim_ud *r = marin__malloc(sizeof *r);
         if (!r)
@@ -943,6 +1026,9 @@ static void finish_stop(marin__rworker *w)
     const char *b[] = {"HDEL", hash, w->id};
     marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 2, a, NULL);
     marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, b, NULL);
+    pthread_mutex_lock(&w->mu);
+    w->async_closed = 1;
+    pthread_mutex_unlock(&w->mu);
     uv_close((uv_handle_t *)&w->async, NULL);
     pthread_mutex_lock(&w->mu);
     w->reactor_done = 1;
@@ -1172,8 +1258,11 @@ int marin__rworker_join(void *wp)
 {
     marin__rworker *w = wp;
     pthread_mutex_lock(&w->mu);
-    while (!w->reactor_done)
+    while (!w->reactor_done || w->sweepers > 0)
         pthread_cond_wait(&w->idle_cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    marin__rhost_stop_all(w);
+    pthread_mutex_lock(&w->mu);
     /* Threads finish what they run (handed-back tasks were asked to stop). */
     w->threads_exit = 1;
     pthread_cond_broadcast(&w->cv);

@@ -29,6 +29,7 @@ typedef struct marin__wtask {
     struct marin__task *t;      /* while running (under w->mu) */
     int cancel_seen;
     int lent;                   /* resources lent while blocked */
+    int keep_res;               /* an actor now holds them */
     /* the outcome */
     int rc;
     void *result;
@@ -76,6 +77,10 @@ struct marin__rworker {
     int acks_inflight;
     int reactor_started, reactor_done;
     int handed_back_running;
+    int async_closed;
+    int kicked;                 /* unblock the read: a new stream */
+    struct marin__rhosted *hosted; /* actors hosted here */
+    int sweepers;               /* threads freeing killed actors */
 
     /* reactor only */
     marin__rwqueue queues[MARIN__RWORKER_QUEUES];
@@ -87,5 +92,15 @@ struct marin__rworker {
 };
 
 void marin__rworker_handback_backlog(marin__rworker *w);
+/* A finished call or task: to the reactor, which reports its outcome. */
+void marin__rworker_finish(marin__rworker *w, marin__wtask *wt);
+/* Free an entry that will not be reported (left pending: reclaimed if we
+ * die). */
+void marin__rworker_drop(marin__rworker *w, marin__wtask *wt);
+/* Under w->mu: give back resources and GPU slots. */
+void marin__rworker_release_res(marin__rworker *w, const marin_resources_t *res,
+                                const size_t *gpu_slot, size_t ngpus);
+/* Make the reader look again (a new stream to read). */
+void marin__rworker_kick(marin__rworker *w);
 
 #endif
