@@ -428,7 +428,9 @@ static int settle_attempt(marin_runtime_t *rt, struct marin__task *t, int rc, vo
     else
         snprintf(msg, sizeof msg, "task '%s' (%s) failed on %s: %s%s%s", shown_name(t), id, at,
                  plain ? "" : marin_strerror(rc), plain ? "" : ": ", why);
-    marin__future_finish(f, MARIN_FUTURE_FAILED, rc, NULL, 0, msg);
+    marin__future_finish(f, no_retry && rc == MARIN_ECANCELED ? MARIN_FUTURE_CANCELLED
+                                                              : MARIN_FUTURE_FAILED,
+                         rc, NULL, 0, msg);
     return 1;
 }
 

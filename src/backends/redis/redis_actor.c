@@ -25,12 +25,54 @@ typedef struct ractor {
     char cls[MARIN_NAME_MAX + 1];
     char stream[MARIN__RKEY_MAX];
     marin_future_t *created;    /* the creation, when this handle made it */
+    atomic_int killed;          /* this handle killed it for good */
 } ractor;
+
+/* Actors this driver learnt are dead (bounded; oldest forgotten). */
+#define DEAD_MAX 64
+struct marin__ractors {
+    pthread_mutex_t mu;
+    size_t n;
+    struct {
+        char stream[MARIN__RKEY_MAX];
+        char why[512];
+    } dead[DEAD_MAX];
+};
 
 int marin__ractors_init(marin__redis *s)
 {
-    (void)s;
+    struct marin__ractors *r = marin__calloc(1, sizeof *r);
+    if (!r)
+        return marin__err(MARIN_ENOMEM, "marin_runtime_open: out of memory");
+    pthread_mutex_init(&r->mu, NULL);
+    s->actors = r;
     return MARIN_OK;
+}
+
+void marin__ractors_note_dead(marin__redis *s, const char *stream, const char *why)
+{
+    struct marin__ractors *r = s->actors;
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    size_t i = r->n++ % DEAD_MAX;
+    snprintf(r->dead[i].stream, sizeof r->dead[i].stream, "%s", stream);
+    snprintf(r->dead[i].why, sizeof r->dead[i].why, "%s", why);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int dead_why(marin__redis *s, const char *stream, char *why, size_t cap)
+{
+    struct marin__ractors *r = s->actors;
+    int found = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < DEAD_MAX && i < r->n; i++)
+        if (strcmp(r->dead[i].stream, stream) == 0) {
+            snprintf(why, cap, "%s", r->dead[i].why);
+            found = 1;
+        }
+    pthread_mutex_unlock(&r->mu);
+    return found;
 }
 
 void marin__ractors_shutdown(marin__redis *s)
@@ -40,7 +82,11 @@ void marin__ractors_shutdown(marin__redis *s)
 
 void marin__ractors_fini(marin__redis *s)
 {
-    (void)s;
+    if (!s->actors)
+        return;
+    pthread_mutex_destroy(&s->actors->mu);
+    marin__free(s->actors);
+    s->actors = NULL;
 }
 
 static int call_sync(marin__redis *s, redisReply **r, int argc, const char **argv,
@@ -271,24 +317,24 @@ static int ra_ready(void *state, marin_actor_t *a, int64_t timeout_ms)
 {
     marin__redis *s = state;
     ractor *x = a->impl;
-    if (x->created) {
-        int rc = marin_future_get(x->created, timeout_ms, NULL, NULL);
-        if (rc == MARIN_OK || rc == MARIN_ETIMEDOUT)
-            return rc == MARIN_OK ? MARIN_OK
-                                  : marin__err(rc, "marin_actor_ready: actor %s is still being "
-                                               "created after %lld ms", a->id,
-                                               (long long)timeout_ms);
-        return marin__err(rc, "marin_actor_ready: %s", marin_future_error(x->created));
-    }
-    /* A handle found by name or id: wait for the record to say alive. */
-    char key[MARIN__RKEY_MAX];
-    snprintf(key, sizeof key, "%sactor:%s", s->prefix, x->id);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (x->created) {
+        int rc = marin_future_get(x->created, timeout_ms, NULL, NULL);
+        if (rc == MARIN_ETIMEDOUT)
+            return marin__err(rc, "marin_actor_ready: actor %s is still being created after "
+                              "%lld ms", a->id, (long long)timeout_ms);
+        if (rc != MARIN_OK)
+            return marin__err(rc, "marin_actor_ready: %s", marin_future_error(x->created));
+        /* Created; it may have died or be restarting since: the record says. */
+    }
+    /* Wait for the record to say alive. */
+    char key[MARIN__RKEY_MAX];
+    snprintf(key, sizeof key, "%sactor:%s", s->prefix, x->id);
     for (;;) {
-        const char *av[] = {"HMGET", key, "state", "error"};
+        const char *av[] = {"HMGET", key, "state", "error", "code"};
         redisReply *r = NULL;
-        int rc = call_sync(s, &r, 4, av, NULL, "marin_actor_ready");
+        int rc = call_sync(s, &r, 5, av, NULL, "marin_actor_ready");
         if (rc != MARIN_OK)
             return rc;
         char st[32] = "", err[512] = "";
@@ -296,12 +342,15 @@ static int ra_ready(void *state, marin_actor_t *a, int64_t timeout_ms)
             snprintf(st, sizeof st, "%s", r->element[0]->str);
         if (r->element[1]->type == REDIS_REPLY_STRING)
             snprintf(err, sizeof err, "%s", r->element[1]->str);
+        int code = r->element[2]->type == REDIS_REPLY_STRING
+                       ? (int)marin__reply_i64(r->element[2])
+                       : MARIN_ECANCELED;
         freeReplyObject(r);
         if (strcmp(st, "alive") == 0)
             return MARIN_OK;
         if (!st[0] || strcmp(st, "dead") == 0)
-            return marin__err(MARIN_ECANCELED, "marin_actor_ready: actor %s is gone%s%s", a->id,
-                              err[0] ? ": " : "", err);
+            return marin__err(code < 0 ? code : MARIN_ECANCELED, "marin_actor_ready: actor %s "
+                              "is gone%s%s", a->id, err[0] ? ": " : "", err);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         int64_t spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
@@ -319,6 +368,20 @@ static int ra_call(void *state, marin_actor_t *a, struct marin__task *call)
 {
     marin__redis *s = state;
     ractor *x = a->impl;
+    if (atomic_load(&x->killed) && call->name[0] != '@')
+        return marin__err(MARIN_ESTATE, "marin_actor_call: the actor is gone: actor %s (class "
+                          "'%s') was killed", x->name[0] ? x->name : x->id, x->cls);
+    char why[512];
+    if (strcmp(call->name, "@kill") != 0 && dead_why(s, x->stream, why, sizeof why))
+        return marin__err(MARIN_ESTATE, "marin_actor_call: the actor is gone: %s", why);
+    /* An unknown method is refused here when this process knows the class
+     * (as on local); else the host says so on the future. */
+    const marin__actor_class_entry *cls = x->cls[0] ? marin__registry_find_actor_class(x->cls)
+                                                    : NULL;
+    if (cls && call->name[0] != '@' && !marin__actor_class_method(cls, call->name))
+        return marin__err(MARIN_ENOTFOUND, "marin_actor_call: actor class '%s' has no "
+                          "method '%s' (actor %s)", cls->name, call->name,
+                          x->name[0] ? x->name : x->id);
     void *frame = NULL;
     size_t flen = 0;
     int rc = marin__rtask_encode(s->rt, call, s->cfg.max_payload, &frame, &flen);
@@ -363,10 +426,45 @@ static int ra_kill(void *state, marin_actor_t *a, int no_restart)
     if (rc != MARIN_OK)
         return rc;
     int gone = r->type != REDIS_REPLY_STRING || strcmp(r->str, "dead") == 0;
+    int hosted = !gone && strcmp(r->str, "alive") == 0;
     freeReplyObject(r);
     if (gone)
         return marin__err(MARIN_ESTATE, "marin_actor_kill: actor %s is already gone", a->id);
-    return control(s, a, "@kill", no_restart ? "1" : "0", "marin_actor_kill");
+    if (no_restart) { /* one kill wins; the others find it gone */
+        const char *nx[] = {"HSETNX", key, "killing", "1"};
+        if ((rc = call_sync(s, &r, 4, nx, NULL, "marin_actor_kill")) != MARIN_OK)
+            return rc;
+        int first = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        if (!first)
+            return marin__err(MARIN_ESTATE, "marin_actor_kill: actor %s is already gone "
+                              "(killed)", a->id);
+    }
+    if (!hosted && no_restart) {
+        /* Not hosted yet (or restarting): mark it dead; a host that is
+         * building it sees that when its constructor returns. */
+        char why[256];
+        snprintf(why, sizeof why, "actor %s was killed before it started", a->id);
+        const char *h[] = {"HSET", key, "state", "dead", "code", "-5", "error", why};
+        if ((rc = call_sync(s, &r, 8, h, NULL, "marin_actor_kill")) != MARIN_OK)
+            return rc;
+        freeReplyObject(r);
+        if (x->name[0]) {
+            char names[MARIN__RKEY_MAX];
+            snprintf(names, sizeof names, "%sactors", s->prefix);
+            const char *d[] = {"HDEL", names, x->name};
+            if (call_sync(s, &r, 3, d, NULL, "marin_actor_kill") == MARIN_OK)
+                freeReplyObject(r);
+        }
+        if (x->created)
+            marin_future_cancel(x->created);
+        atomic_store(&x->killed, 1);
+        return MARIN_OK;
+    }
+    rc = control(s, a, "@kill", no_restart ? "1" : "0", "marin_actor_kill");
+    if (rc == MARIN_OK && no_restart)
+        atomic_store(&x->killed, 1);
+    return rc;
 }
 
 static void ra_release(void *state, marin_actor_t *a)

@@ -6,6 +6,8 @@
 
 extern const marin__actor_ops marin__redis_actor_ops;
 int marin__ractors_init(marin__redis *s);
+/* A call to the actor of @p stream found it dead (@p why). */
+void marin__ractors_note_dead(marin__redis *s, const char *stream, const char *why);
 void marin__ractors_shutdown(marin__redis *s);
 void marin__ractors_fini(marin__redis *s);
 
@@ -28,6 +30,9 @@ size_t marin__rhost_streams(struct marin__rworker *w, const char **av, size_t ma
 void marin__rhost_sweep(struct marin__rworker *w);
 /* Stop and free every hosted actor (the worker stops). */
 void marin__rhost_stop_all(struct marin__rworker *w);
+/* Under w->mu: fn for every call waiting in a hosted actor's mailbox. */
+void marin__rhost_each_queued(struct marin__rworker *w,
+                              void (*fn)(struct marin__wtask *wt, void *ud), void *ud);
 /* Reactor: restart or fail the actors of dead hosts. */
 void marin__rhost_reap(struct marin__rworker *w);
 

@@ -42,6 +42,12 @@ struct marin__rhosted {
     pthread_t threads[HOST_THREADS_MAX];
     size_t nthreads, live;
     int stop, dead;
+    int killed;                  /* by marin_actor_kill: calls end ECANCELED */
+    int dead_code;
+    char dead_why[2048];
+    int running;                 /* calls running now */
+    int restarting;              /* a crash: no call starts until rebuilt */
+    unsigned epoch;              /* +1 per crash: calls of an older one are lost */
     marin_future_t *hook_running;
     pthread_mutex_t hook_mu;
 };
@@ -174,16 +180,20 @@ static void fail_mailbox_locked(marin__rhosted *h, int rc, const char *lead, con
         char why[1024];
         snprintf(why, sizeof why, "%scall '%s' of actor %s (class '%s') failed: %s", lead,
                  wt->msg.name, shown(h), h->cls->name, tail);
+        wt->actor_dead = h->dead;
         set_outcome(wt, rc, why);
         marin__rworker_finish(h->w, wt);
     }
     h->tail = NULL;
 }
 
-static void die(marin__rhosted *h, const char *reason)
+static void die(marin__rhosted *h, int code, const char *reason)
 {
-    hset(h->w, h->key, "state", "dead", 4);
+    char c[16];
+    snprintf(c, sizeof c, "%d", code);
+    hset(h->w, h->key, "code", c, strlen(c));
     hset(h->w, h->key, "error", reason, strlen(reason));
+    hset(h->w, h->key, "state", "dead", 4);
     if (h->name[0]) {
         char names[MARIN__RKEY_MAX];
         snprintf(names, sizeof names, "%sactors", h->w->s->prefix);
@@ -194,35 +204,65 @@ static void die(marin__rhosted *h, const char *reason)
     }
 }
 
-/* A crash: restart here from the last checkpoint, or die. Under nothing. */
-static void crash_restart(marin__rhosted *h)
+static void start_sweep(marin__rworker *w);
+
+/* Rebuild the instance (a crash, or a kill that lets it restart): wait
+ * until no other call runs (@p mine: the caller's own call counts), drop
+ * the old instance, and rebuild from the last checkpoint, or die when the
+ * budget is spent (then it leaves this host and its resources come back). */
+static void rebuild(marin__rhosted *h, int mine)
 {
     char why[2048];
     pthread_mutex_lock(&h->mu);
-    if (h->max_restarts >= 0 && h->restarts >= h->max_restarts) {
-        h->dead = 1;
+    h->epoch++;
+    h->restarting = 1;
+    while (h->running > mine)
+        pthread_cond_wait(&h->cv, &h->mu);
+    h->killed = 0; /* calls from now on run on the rebuilt instance */
+    int spent = h->max_restarts >= 0 && h->restarts >= h->max_restarts;
+    if (!spent)
+        h->restarts++;
+    pthread_mutex_unlock(&h->mu);
+    hset(h->w, h->key, "state", "restarting", 10);
+    if (h->self && h->cls->fini)
+        h->cls->fini(h->self);
+    h->self = NULL;
+    int rc = MARIN_OK;
+    if (spent) {
         snprintf(why, sizeof why, "actor %s (class '%s') died and its max_restarts (%d) "
                  "are spent", shown(h), h->cls->name, h->max_restarts);
-        fail_mailbox_locked(h, MARIN_EWORKER, "", "the actor is dead");
-        pthread_mutex_unlock(&h->mu);
-        die(h, why);
-        return;
+        rc = MARIN_EWORKER;
+    } else {
+        char n[24];
+        snprintf(n, sizeof n, "%d", h->restarts);
+        hset(h->w, h->key, "restarts", n, strlen(n));
+        char detail[1024];
+        if ((rc = instance_start(h, detail, sizeof detail)) != MARIN_OK)
+            snprintf(why, sizeof why, "actor %s (class '%s') could not be rebuilt: %s",
+                     shown(h), h->cls->name, detail);
     }
-    h->restarts++;
-    pthread_mutex_unlock(&h->mu);
-    char n[24];
-    snprintf(n, sizeof n, "%d", h->restarts);
-    hset(h->w, h->key, "restarts", n, strlen(n));
-    int rc = instance_start(h, why, sizeof why);
+    if (rc == MARIN_OK)
+        hset(h->w, h->key, "state", "alive", 5);
+    else
+        die(h, rc, why);
+    pthread_mutex_lock(&h->mu);
     if (rc != MARIN_OK) {
-        pthread_mutex_lock(&h->mu);
         h->dead = 1;
-        fail_mailbox_locked(h, MARIN_EWORKER, "", "the actor could not be restarted");
-        pthread_mutex_unlock(&h->mu);
-        char reason[2300];
-        snprintf(reason, sizeof reason, "restart failed: %s", why);
-        die(h, reason);
+        h->dead_code = rc;
+        snprintf(h->dead_why, sizeof h->dead_why, "%s", why);
+        fail_mailbox_locked(h, rc, "", why);
+        h->stop = 1;
     }
+    h->restarting = 0;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    if (rc != MARIN_OK)
+        start_sweep(h->w);
+}
+
+static void crash_restart(marin__rhosted *h)
+{
+    rebuild(h, 1);
 }
 
 static void *sweep_main(void *p)
@@ -236,8 +276,36 @@ static void *sweep_main(void *p)
     return NULL;
 }
 
-/* Run one call (or a control) on this actor thread. */
-static void run_call(marin__rhosted *h, marin__wtask *wt)
+static void start_sweep(marin__rworker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->sweepers++;
+    pthread_mutex_unlock(&w->mu);
+    pthread_t th;
+    if (pthread_create(&th, NULL, sweep_main, w) == 0) {
+        pthread_detach(th);
+    } else {
+        pthread_mutex_lock(&w->mu);
+        w->sweepers--;
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+static void *kill_restart_main(void *p)
+{
+    marin__rhosted *h = p;
+    marin__rworker *w = h->w;
+    rebuild(h, 0);
+    pthread_mutex_lock(&w->mu);
+    w->sweepers--;
+    pthread_cond_broadcast(&w->idle_cv);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Run one call (or a checkpoint) on this actor thread. Returns 1 when the
+ * call is to be replayed (an idempotent method whose run crashed). */
+static int run_call(marin__rhosted *h, marin__wtask *wt, int *idem, int *own_crash)
 {
     char why[8192];
     const char *name = wt->msg.name;
@@ -249,52 +317,20 @@ static void run_call(marin__rhosted *h, marin__wtask *wt)
             snprintf(text, sizeof text, "checkpoint of actor %s (class '%s') failed: %s",
                      shown(h), h->cls->name, ck);
         set_outcome(wt, rc, rc == MARIN_OK ? NULL : text);
-        return;
-    }
-    if (strcmp(name, "@kill") == 0) {
-        int no_restart = wt->msg.arg_len == 1 && ((const char *)wt->msg.arg)[0] == '1';
-        if (!no_restart) {
-            crash_restart(h);
-            set_outcome(wt, MARIN_OK, NULL);
-            return;
-        }
-        pthread_mutex_lock(&h->mu);
-        h->dead = 1;
-        h->stop = 1;
-        fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ", "the actor was killed");
-        pthread_cond_broadcast(&h->cv);
-        pthread_mutex_unlock(&h->mu);
-        char reason[512];
-        snprintf(reason, sizeof reason, "actor %s (class '%s') was killed", shown(h),
-                 h->cls->name);
-        die(h, reason);
-        set_outcome(wt, MARIN_OK, NULL);
-        /* Its threads (this one too) are joined and it is freed elsewhere. */
-        marin__rworker *w = h->w;
-        pthread_mutex_lock(&w->mu);
-        w->sweepers++;
-        pthread_mutex_unlock(&w->mu);
-        pthread_t th;
-        if (pthread_create(&th, NULL, sweep_main, w) == 0) {
-            pthread_detach(th);
-        } else {
-            pthread_mutex_lock(&w->mu);
-            w->sweepers--;
-            pthread_mutex_unlock(&w->mu);
-        }
-        return;
+        return 0;
     }
     const marin__actor_method *m = marin__actor_class_method(h->cls, name);
     if (!m) {
         snprintf(why, sizeof why, "marin_actor_call: actor class '%s' has no method '%s' "
                  "(actor %s)", h->cls->name, name, shown(h));
         set_outcome(wt, MARIN_ENOTFOUND, why);
-        return;
+        return 0;
     }
+    *idem = (m->flags & MARIN_METHOD_IDEMPOTENT) != 0;
     marin_future_t *f = marin__future_new(h->w->rt);
     if (!f) {
         set_outcome(wt, MARIN_ENOMEM, "out of memory running an actor call");
-        return;
+        return 0;
     }
     struct marin__task *t = &f->task;
     t->name = name;
@@ -321,14 +357,14 @@ static void run_call(marin__rhosted *h, marin__wtask *wt)
     marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, NULL);
     marin_future_release(f);
     marin_future_release(f);
-    if (died) {
+    if (died) { /* the caller answers, then rebuilds (CRASHED) */
         marin__free(result);
         marin__free(msg);
+        *own_crash = 1;
         snprintf(why, sizeof why, "call '%s' of actor %s (class '%s') was lost: the actor's "
                  "host died while it ran", name, shown(h), h->cls->name);
         set_outcome(wt, MARIN_EWORKER, why);
-        crash_restart(h);
-        return;
+        return 2;
     }
     if (rc != MARIN_OK) {
         snprintf(why, sizeof why, "call '%s' of actor %s (class '%s') failed: %s", name,
@@ -336,7 +372,7 @@ static void run_call(marin__rhosted *h, marin__wtask *wt)
         marin__free(msg);
         marin__free(result);
         set_outcome(wt, rc, why);
-        return;
+        return 0;
     }
     marin__free(msg);
     wt->result = result;
@@ -355,6 +391,28 @@ static void run_call(marin__rhosted *h, marin__wtask *wt)
             set_outcome(wt, crc, why);
         }
     }
+    return 0;
+}
+
+static void link_running(marin__rworker *w, marin__wtask *wt, int on)
+{
+    pthread_mutex_lock(&w->mu);
+    if (on) {
+        wt->prev = NULL;
+        wt->next = w->running;
+        if (w->running)
+            w->running->prev = wt;
+        w->running = wt;
+    } else {
+        if (wt->prev)
+            wt->prev->next = wt->next;
+        else
+            w->running = wt->next;
+        if (wt->next)
+            wt->next->prev = wt->prev;
+        wt->next = wt->prev = NULL;
+    }
+    pthread_mutex_unlock(&w->mu);
 }
 
 static void *actor_thread(void *p)
@@ -362,27 +420,107 @@ static void *actor_thread(void *p)
     marin__rhosted *h = p;
     pthread_mutex_lock(&h->mu);
     for (;;) {
-        while (!h->head && !h->stop)
+        while ((!h->head || h->restarting) && !h->stop)
             pthread_cond_wait(&h->cv, &h->mu);
-        if (!h->head)
-            break;
+        if (h->stop)
+            break; /* whoever stopped it answers the mailbox */
         marin__wtask *wt = h->head;
         h->head = wt->next;
         if (!h->head)
             h->tail = NULL;
         wt->next = NULL;
-        if (h->dead) {
+        if (h->dead || wt->cancel_seen) {
             char why[512];
-            snprintf(why, sizeof why, "call '%s' of actor %s (class '%s') failed: the actor "
-                     "is dead", wt->msg.name, shown(h), h->cls->name);
-            set_outcome(wt, MARIN_EWORKER, why);
+            snprintf(why, sizeof why, wt->cancel_seen ? "cancelled: call '%s' of actor %s "
+                     "(class '%s') was cancelled before it ran" : "call '%s' of actor %s "
+                     "(class '%s') failed: the actor is dead", wt->msg.name, shown(h),
+                     h->cls->name);
+            set_outcome(wt, wt->cancel_seen ? MARIN_ECANCELED
+                                             : h->dead_code ? h->dead_code : MARIN_EWORKER,
+                        !wt->cancel_seen && h->dead_why[0] ? h->dead_why : why);
+            wt->actor_dead = h->dead;
             pthread_mutex_unlock(&h->mu);
             marin__rworker_finish(h->w, wt);
             pthread_mutex_lock(&h->mu);
             continue;
         }
+        h->running++;
+        unsigned epoch = h->epoch;
         pthread_mutex_unlock(&h->mu);
-        run_call(h, wt);
+        /* In the worker's running list, so cancellations reach it. */
+        link_running(h->w, wt, 1);
+        int idem = 0, own_crash = 0;
+        int replay = run_call(h, wt, &idem, &own_crash);
+        link_running(h->w, wt, 0);
+        if (replay == 2) {
+            /* This call crashed the instance: it is answered at once (unless
+             * idempotent: replayed first on the rebuilt one), then the
+             * instance is rebuilt once the other running calls return. */
+            replay = 0;
+            pthread_mutex_lock(&h->mu);
+            /* Its budget is spent: this crash ends the actor. */
+            wt->actor_dead = h->max_restarts >= 0 && h->restarts >= h->max_restarts;
+            pthread_mutex_unlock(&h->mu);
+            if (!idem)
+                marin__rworker_finish(h->w, wt);
+            crash_restart(h);
+            pthread_mutex_lock(&h->mu);
+            if (idem && !h->dead && !h->killed) {
+                replay = 1;
+            } else if (idem) {
+                pthread_mutex_unlock(&h->mu);
+                marin__rworker_finish(h->w, wt);
+                pthread_mutex_lock(&h->mu);
+            }
+            h->running--;
+            pthread_cond_broadcast(&h->cv);
+            if (replay) {
+                set_outcome(wt, MARIN_OK, NULL);
+                wt->next = h->head;
+                h->head = wt;
+                if (!h->tail)
+                    h->tail = wt;
+            }
+            continue;
+        }
+        pthread_mutex_lock(&h->mu);
+        if (!replay && h->killed) {
+            char why[512];
+            snprintf(why, sizeof why, "cancelled: call '%s' of actor %s (class '%s'): the "
+                     "actor was killed", wt->msg.name, shown(h), h->cls->name);
+            marin__free(wt->result);
+            wt->result = NULL;
+            wt->len = 0;
+            set_outcome(wt, MARIN_ECANCELED, why);
+        } else if (!replay && !own_crash && epoch != h->epoch) {
+            /* Another call crashed the instance this one ran on. */
+            if (idem && !h->dead) {
+                replay = 1;
+            } else {
+                char why[512];
+                snprintf(why, sizeof why, "call '%s' of actor %s (class '%s') was lost: the "
+                         "actor's host died while it ran (in another call)", wt->msg.name,
+                         shown(h), h->cls->name);
+                marin__free(wt->result);
+                wt->result = NULL;
+                wt->len = 0;
+                set_outcome(wt, MARIN_EWORKER, why);
+            }
+        }
+        h->running--;
+        pthread_cond_broadcast(&h->cv);
+        if (replay) { /* first in line on the rebuilt instance */
+            marin__free(wt->result);
+            wt->result = NULL;
+            wt->len = 0;
+            set_outcome(wt, MARIN_OK, NULL);
+            wt->next = h->head;
+            h->head = wt;
+            if (!h->tail)
+                h->tail = wt;
+            continue;
+        }
+        pthread_mutex_unlock(&h->mu);
         marin__rworker_finish(h->w, wt);
         pthread_mutex_lock(&h->mu);
     }
@@ -447,7 +585,7 @@ void marin__rhost_create(marin__rworker *w, marin__wtask *wt)
                      shown(h), h->cls->name, detail);
             snprintf(why, sizeof why, "%s", reason);
             if (rc != MARIN_EUNAVAILABLE)
-                die(h, reason);
+                die(h, rc, reason);
         }
     }
     if (rc == MARIN_OK && marin__res_copy(wt->msg.res, &h->res) != MARIN_OK) {
@@ -458,6 +596,25 @@ void marin__rhost_create(marin__rworker *w, marin__wtask *wt)
         if (h->self && h->cls && h->cls->fini)
             h->cls->fini(h->self);
         set_outcome(wt, rc, why);
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
+        pthread_mutex_destroy(&h->hook_mu);
+        marin__free(h);
+        return;
+    }
+    /* Killed while its constructor ran? */
+    const char *sv[] = {"HGET", h->key, "state"};
+    redisReply *sr = cmd(w, 3, sv, NULL);
+    int killed = sr && sr->type == REDIS_REPLY_STRING && strcmp(sr->str, "dead") == 0;
+    if (sr)
+        freeReplyObject(sr);
+    if (killed) {
+        if (h->self && h->cls->fini)
+            h->cls->fini(h->self);
+        marin_resources_destroy(h->res);
+        snprintf(why, sizeof why, "cancelled: actor %s (class '%s') was killed while it was "
+                 "being created", shown(h), h->cls->name);
+        set_outcome(wt, MARIN_ECANCELED, why);
         pthread_mutex_destroy(&h->mu);
         pthread_cond_destroy(&h->cv);
         pthread_mutex_destroy(&h->hook_mu);
@@ -484,6 +641,83 @@ void marin__rhost_create(marin__rworker *w, marin__wtask *wt)
     marin__rworker_kick(w); /* read its call stream too */
 }
 
+/* Reactor: a kill does not wait in line. Running calls are asked to stop
+ * and end ECANCELED, queued ones too; the actor leaves this host. */
+static void kill_now(marin__rworker *w, marin__rhosted *h, marin__wtask *wt)
+{
+    int no_restart = wt->msg.arg_len == 1 && ((const char *)wt->msg.arg)[0] == '1';
+    char why[512];
+    pthread_mutex_lock(&h->mu);
+    if (h->killed || h->dead) {
+        pthread_mutex_unlock(&h->mu);
+        snprintf(why, sizeof why, "marin_actor_kill: actor %s is already gone", h->id);
+        set_outcome(wt, MARIN_ESTATE, why);
+        marin__rworker_finish(w, wt);
+        return;
+    }
+    if (!no_restart && h->max_restarts >= 0 && h->restarts >= h->max_restarts)
+        no_restart = 1; /* no restarts left: the kill ends it */
+    h->killed = 1;
+    if (!no_restart) {
+        /* Running and queued calls end ECANCELED; the instance is rebuilt
+         * (counted as a restart) once the running ones return. */
+        h->restarting = 1;
+        fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ", "the actor was killed");
+        pthread_mutex_unlock(&h->mu);
+        pthread_mutex_lock(&w->mu);
+        for (marin__wtask *r = w->running; r; r = r->next)
+            if (r->stream && strcmp(r->stream, h->stream) == 0) {
+                r->cancel_seen = 1;
+                if (r->t)
+                    atomic_store(&r->t->cancel, 1);
+            }
+        w->sweepers++;
+        pthread_mutex_unlock(&w->mu);
+        pthread_t th;
+        if (pthread_create(&th, NULL, kill_restart_main, h) == 0) {
+            pthread_detach(th);
+        } else {
+            pthread_mutex_lock(&w->mu);
+            w->sweepers--;
+            pthread_mutex_unlock(&w->mu);
+        }
+        set_outcome(wt, MARIN_OK, NULL);
+        marin__rworker_finish(w, wt);
+        return;
+    }
+    h->dead = 1;
+    fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ", "the actor was killed");
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_mutex_lock(&w->mu);
+    for (marin__wtask *r = w->running; r; r = r->next)
+        if (r->stream && strcmp(r->stream, h->stream) == 0) {
+            r->cancel_seen = 1;
+            if (r->t)
+                atomic_store(&r->t->cancel, 1);
+        }
+    pthread_mutex_unlock(&w->mu);
+    snprintf(why, sizeof why, "actor %s (class '%s') was killed", shown(h), h->cls->name);
+    const char *av[] = {"HSET", h->key, "state", "dead", "code", "-5", "error", why};
+    marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 8, av, NULL);
+    if (h->name[0]) {
+        char names[MARIN__RKEY_MAX];
+        snprintf(names, sizeof names, "%sactors", w->s->prefix);
+        const char *d[] = {"HDEL", names, h->name};
+        marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, d, NULL);
+    }
+    set_outcome(wt, MARIN_OK, NULL);
+    wt->actor_dead = 1; /* the killer's driver refuses later calls at once */
+    marin__rworker_finish(w, wt);
+    /* Its threads are joined, fini runs and its resources come back on
+     * another thread (running calls may take a while to notice). */
+    pthread_mutex_lock(&h->mu);
+    h->stop = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    start_sweep(w);
+}
+
 int marin__rhost_take_call(marin__rworker *w, const char *stream, marin__wtask *wt)
 {
     pthread_mutex_lock(&w->mu);
@@ -491,8 +725,33 @@ int marin__rhost_take_call(marin__rworker *w, const char *stream, marin__wtask *
     while (h && strcmp(h->stream, stream) != 0)
         h = h->next;
     pthread_mutex_unlock(&w->mu);
-    if (!h)
+    if (!h) {
+        if (strcmp(wt->msg.name, "@kill") == 0) {
+            set_outcome(wt, MARIN_ESTATE, "marin_actor_kill: the actor is already gone");
+            marin__rworker_finish(w, wt);
+            return 1;
+        }
+        /* An actor that died here: its calls end with its reason. */
+        pthread_mutex_lock(&w->mu);
+        for (size_t i = 0; i < MARIN__RWORKER_TOMBS; i++) {
+            marin__rtomb *t = &w->tombs[i];
+            if (t->stream[0] && strcmp(t->stream, stream) == 0) {
+                char why[1200];
+                snprintf(why, sizeof why, "call '%s' failed: %s", wt->msg.name, t->why);
+                wt->actor_dead = 1;
+                set_outcome(wt, t->code, why);
+                pthread_mutex_unlock(&w->mu);
+                marin__rworker_finish(w, wt);
+                return 1;
+            }
+        }
+        pthread_mutex_unlock(&w->mu);
         return 0;
+    }
+    if (strcmp(wt->msg.name, "@kill") == 0) {
+        kill_now(w, h, wt);
+        return 1;
+    }
     pthread_mutex_lock(&h->mu);
     wt->next = NULL;
     if (h->tail)
@@ -533,6 +792,13 @@ static void host_free(marin__rworker *w, marin__rhosted *h)
         h->cls->fini(h->self);
     pthread_mutex_lock(&w->mu);
     marin__rworker_release_res(w, h->res, h->gpu_slot, h->ngpus);
+    if (h->dead) {
+        marin__rtomb *t = &w->tombs[w->ntombs++ % MARIN__RWORKER_TOMBS];
+        snprintf(t->stream, sizeof t->stream, "%s", h->stream);
+        t->code = h->killed ? MARIN_ECANCELED : h->dead_code ? h->dead_code : MARIN_EWORKER;
+        snprintf(t->why, sizeof t->why, "%s", h->dead_why[0] ? h->dead_why
+                                                             : "the actor was killed");
+    }
     pthread_mutex_unlock(&w->mu);
     marin_resources_destroy(h->res);
     pthread_mutex_destroy(&h->mu);
@@ -565,7 +831,20 @@ void marin__rhost_stop_all(marin__rworker *w)
     pthread_mutex_lock(&w->mu);
     marin__rhosted *list = w->hosted;
     w->hosted = NULL;
+    /* Calls still running are asked to stop (the worker is going away). */
+    for (marin__wtask *r = w->running; r; r = r->next) {
+        r->cancel_seen = 1;
+        if (r->t)
+            atomic_store(&r->t->cancel, 1);
+    }
     pthread_mutex_unlock(&w->mu);
+    for (marin__rhosted *h = list; h; h = h->next) {
+        pthread_mutex_lock(&h->hook_mu);
+        if (h->hook_running)
+            marin__future_finish(h->hook_running, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL,
+                                 0, "cancelled: the worker is stopping");
+        pthread_mutex_unlock(&h->hook_mu);
+    }
     while (list) {
         marin__rhosted *next = list->next;
         host_free(w, list);
@@ -593,4 +872,16 @@ void marin__rhost_reap(marin__rworker *w)
     snprintf(ttl, sizeof ttl, "%lld", (long long)w->s->cfg.result_ttl_ms);
     const char *args[] = {ids, w->s->prefix, ttl, "200"};
     marin__redis_eval(w->cmd, 0, MARIN__RS_ACTOR_REAP, reap_reply, w, 1, 3, args, NULL);
+}
+
+void marin__rhost_each_queued(marin__rworker *w, void (*fn)(marin__wtask *wt, void *ud),
+                              void *ud)
+{
+    /* w->mu is held by the caller: the hosted list is stable. */
+    for (marin__rhosted *h = w->hosted; h; h = h->next) {
+        pthread_mutex_lock(&h->mu);
+        for (marin__wtask *wt = h->head; wt; wt = wt->next)
+            fn(wt, ud);
+        pthread_mutex_unlock(&h->mu);
+    }
 }

@@ -19,6 +19,7 @@
 #include "fail.h"
 #include "redis_internal.h"
 #include "runtime_impl.h"
+#include "redis_actor.h"
 
 struct marin__rdriver_loop {
     marin__timer *hb;           /* heartbeat + grace check */
@@ -448,6 +449,11 @@ static void handle_outcome(marin__redis *s, const redisReply *fields)
     char stream[MARIN__RKEY_MAX];
     snprintf(stream, sizeof stream, "%s", r->stream);
     marin__free(r);
+    if (is_call && died == 2) {
+        /* The actor is dead: later calls are refused at once (as on local). */
+        marin__ractors_note_dead(s, stream, why);
+        died = 0;
+    }
     int settled = marin__task_attempt_end(s->rt, t, attempt, code, result, rlen,
                                           why[0] ? why : NULL, died, is_call);
     if (settled) {

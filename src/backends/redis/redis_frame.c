@@ -158,7 +158,7 @@ int marin__rresult_encode(const void *data, size_t len, int died, void **out, si
     marin__wbuf w;
     marin__wbuf_init(&w);
     marin__wbuf_bytes(&w, data, len);
-    marin__wbuf_u8(&w, (uint8_t)(died != 0));
+    marin__wbuf_u8(&w, (uint8_t)died);
     if (w.failed) {
         marin__wbuf_free(&w);
         return marin__err(MARIN_ENOMEM, "out of memory encoding a result");
@@ -188,7 +188,7 @@ int marin__rresult_decode(const void *frame, size_t len, int64_t cap, void **pay
         (rc = marin__rbuf_u8(&r, "died", &d)) != MARIN_OK ||
         (rc = marin__rbuf_end(&r)) != MARIN_OK)
         goto fail;
-    *died = d != 0;
+    *died = d; /* 1: the place it ran died; 2: the actor it called is dead */
     return MARIN_OK;
 fail:
     marin__free(*payload);

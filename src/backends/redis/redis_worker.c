@@ -645,9 +645,10 @@ static void send_ack(marin__rworker *w, marin__wtask *wt)
     size_t flen = 0;
     int code = wt->rc;
     int rc = code == MARIN_OK
-                 ? marin__rresult_encode(wt->result, wt->len, 0, &frame, &flen)
-                 : marin__rresult_encode(wt->why, wt->why ? strlen(wt->why) : 0, wt->died,
-                                         &frame, &flen);
+                 ? marin__rresult_encode(wt->result, wt->len, wt->actor_dead ? 2 : 0, &frame,
+                                         &flen)
+                 : marin__rresult_encode(wt->why, wt->why ? strlen(wt->why) : 0,
+                                         wt->actor_dead ? 2 : wt->died, &frame, &flen);
     if (rc == MARIN_OK && (int64_t)flen > w->s->cfg.max_payload) {
         char msg[256];
         snprintf(msg, sizeof msg, "the task's result is %zu bytes, over the cap of %lld "
@@ -850,6 +851,46 @@ typedef struct cancel_poll {
     } k[];
 } cancel_poll;
 
+typedef struct cancel_match {
+    const char *driver;
+    uint64_t seq;
+} cancel_match;
+
+static void mark_cancelled(marin__wtask *wt, void *ud)
+{
+    cancel_match *m = ud;
+    if (wt->seq == m->seq && strcmp(wt->driver, m->driver) == 0)
+        wt->cancel_seen = 1;
+}
+
+static void count_cb(marin__wtask *wt, void *ud)
+{
+    (void)wt;
+    (*(size_t *)ud)++;
+}
+
+typedef struct key_fill {
+    cancel_poll *p;
+    char (*keys)[MARIN__RKEY_MAX];
+    const char **av;
+    size_t max;
+    const char *prefix;
+} key_fill;
+
+static void fill_cb(marin__wtask *wt, void *ud)
+{
+    key_fill *f = ud;
+    cancel_poll *p = f->p;
+    if (p->n >= f->max)
+        return;
+    snprintf(p->k[p->n].driver, sizeof p->k[p->n].driver, "%s", wt->driver);
+    p->k[p->n].seq = wt->seq;
+    snprintf(f->keys[p->n], MARIN__RKEY_MAX, "%scancel:%s:%llu", f->prefix, wt->driver,
+             (unsigned long long)wt->seq);
+    f->av[1 + p->n] = f->keys[p->n];
+    p->n++;
+}
+
 static void cancel_reply(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud)
 {
     (void)c;
@@ -867,6 +908,8 @@ static void cancel_reply(marin__rconn *c, redisReply *reply, int rc, const char 
                     if (wt->t)
                         atomic_store(&wt->t->cancel, 1);
                 }
+            cancel_match m = {p->k[i].driver, p->k[i].seq};
+            marin__rhost_each_queued(w, mark_cancelled, &m);
         }
         pthread_mutex_unlock(&w->mu);
     }
@@ -879,6 +922,7 @@ static void poll_cancels(marin__rworker *w)
     size_t n = 0;
     for (marin__wtask *wt = w->running; wt; wt = wt->next)
         n++;
+    marin__rhost_each_queued(w, count_cb, &n);
     if (n > 512)
         n = 512;
     cancel_poll *p = n ? marin__malloc(sizeof *p + n * sizeof p->k[0]) : NULL;
@@ -901,6 +945,8 @@ static void poll_cancels(marin__rworker *w)
         av[1 + p->n] = keys[p->n];
         p->n++;
     }
+    key_fill kf = {p, keys, av, n, w->s->prefix};
+    marin__rhost_each_queued(w, fill_cb, &kf);
     pthread_mutex_unlock(&w->mu);
     if (marin__rconn_cmd(w->cmd, 0, 0, cancel_reply, p, (int)(1 + p->n), av, NULL) != MARIN_OK)
         marin__free(p);

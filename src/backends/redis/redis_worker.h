@@ -12,6 +12,14 @@
 
 typedef struct marin__rworker marin__rworker;
 
+#define MARIN__RWORKER_TOMBS 16
+/* An actor that died on this worker: calls still arriving get its reason. */
+typedef struct marin__rtomb {
+    char stream[MARIN__RKEY_MAX];
+    int code;
+    char why[1024];
+} marin__rtomb;
+
 /* One entry taken from a queue. */
 typedef struct marin__wtask {
     struct marin__wtask *next, *prev;
@@ -30,6 +38,7 @@ typedef struct marin__wtask {
     int cancel_seen;
     int lent;                   /* resources lent while blocked */
     int keep_res;               /* an actor now holds them */
+    int actor_dead;             /* the call's actor is dead: the driver remembers */
     /* the outcome */
     int rc;
     void *result;
@@ -81,6 +90,8 @@ struct marin__rworker {
     int kicked;                 /* unblock the read: a new stream */
     struct marin__rhosted *hosted; /* actors hosted here */
     int sweepers;               /* threads freeing killed actors */
+    marin__rtomb tombs[MARIN__RWORKER_TOMBS];
+    size_t ntombs;
 
     /* reactor only */
     marin__rwqueue queues[MARIN__RWORKER_QUEUES];
