@@ -2,7 +2,7 @@
  * processes load (`marin-worker --load build/bench/bench_plugin.so`).
  *
  * It registers the no-op task "bench_noop" and the actor class
- * "bench_counter" (method "add"), the same names bench_redis.c uses on
+ * "bench_counter" (methods "add" and the no-op "noop"), the same names bench_redis.c uses on
  * the driver side. */
 #include <stdlib.h>
 
@@ -38,6 +38,12 @@ static int counter_add(marin_task_ctx_t *ctx, void *self, const void *arg, size_
     return 0;
 }
 
+static int counter_noop(marin_task_ctx_t *ctx, void *self, const void *arg, size_t len)
+{
+    (void)ctx, (void)self, (void)arg, (void)len;
+    return 0;
+}
+
 __attribute__((visibility("default"))) int marin_plugin_init(void)
 {
     int rc = marin_register_task("bench_noop", noop, NULL);
@@ -46,6 +52,7 @@ __attribute__((visibility("default"))) int marin_plugin_init(void)
     marin_actor_class_t *c = NULL;
     if ((rc = marin_actor_class_create("bench_counter", counter_init, counter_fini, &c)) ||
         (rc = marin_actor_class_add_method(c, "add", counter_add, 0)) ||
+        (rc = marin_actor_class_add_method(c, "noop", counter_noop, 0)) ||
         (rc = marin_register_actor_class(c))) {
         marin_actor_class_destroy(c);
         return rc;

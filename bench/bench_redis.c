@@ -8,7 +8,7 @@
  *    $MARIN_REDIS_SERVER, else /usr/bin/redis-server, else redis-server on
  *    PATH; when none exists the group is skipped with a `#` line saying so.
  * 2. Two marin-worker processes (--resources cpus=8) loading
- *    bench_plugin.so ("bench_noop"). marin-worker is $MARIN_WORKER_BIN, else
+ *    bench_plugin.so ("bench_noop", actor class "bench_counter"). marin-worker is $MARIN_WORKER_BIN, else
  *    ../tools/marin-worker next to this binary; the plugin is
  *    $MARIN_BENCH_PLUGIN, else bench_plugin.so next to this binary.
  * 3. This process is the driver (redis://127.0.0.1:PORT?namespace=bench):
@@ -18,7 +18,11 @@
  *    redis.latency_p99_us    at a time
  *    redis.ops_per_task      INFO stats total_commands_processed delta
  *                            over the 3 throughput runs / 3N
- *    redis.actor_call_*      only when the backend has actors
+ *    redis.actor_calls_per_s one actor (bench_counter, hosted by a worker):
+ *                            20000 no-op calls made, then all gotten
+ *                            (2/5 N when smaller); median of 3 runs
+ *    redis.actor_call_latency_p50_us  call -> marin_future_get return, one
+ *                            call at a time
  * 4. With the workers stopped: redis-benchmark's XADD rate on the same
  *    server (ref.redis_xadd_per_s, ratio_vs_redis_xadd), and Celery's
  *    no-op rate through the same server when `python3 -c "import celery"`
@@ -532,52 +536,21 @@ static int counter_add(marin_task_ctx_t *ctx, void *self, const void *arg, size_
     return 0;
 }
 
-/* Actor calls through the workers, when the backend has actors. */
-static int actors(marin_runtime_t *rt, marin_future_t **futs, size_t n_pipe)
+static int counter_noop(marin_task_ctx_t *ctx, void *self, const void *arg, size_t len)
 {
-    static int registered;
-    int rc;
-    if (!registered) {
-        marin_actor_class_t *c = NULL;
-        if ((rc = marin_actor_class_create(COUNTER, counter_init, counter_fini, &c)) ||
-            (rc = marin_actor_class_add_method(c, "add", counter_add, 0)) ||
-            (rc = marin_register_actor_class(c))) {
-            marin_actor_class_destroy(c);
-            return report("registering " COUNTER, rc);
-        }
-        marin_actor_class_destroy(c);
-        registered = 1;
-    }
-    marin_actor_t *a = NULL;
-    rc = marin_actor_create(rt, COUNTER, NULL, 0, NULL, &a);
-    if (rc == MARIN_EUNSUPPORTED) {
-        note("redis actors: %s: %s", marin_strerror(rc), marin_last_error());
-        return MARIN_OK;
-    }
-    if (rc != MARIN_OK)
-        return report("marin_actor_create", rc);
-    if ((rc = marin_actor_ready(a, GET_TIMEOUT_MS)) != MARIN_OK) {
-        report("marin_actor_ready", rc);
-        goto out;
-    }
-    size_t n_sync = n_pipe / 10 ? n_pipe / 10 : 1;
+    (void)ctx, (void)self, (void)arg, (void)len;
+    return 0;
+}
+
+/* One pipelined run: @p n "noop" calls made back to back through one
+ * handle, then each gotten and released in order. */
+static int actor_pipelined(marin_actor_t *a, marin_future_t **futs, size_t n, double *rate)
+{
+    int rc = MARIN_OK;
     double t0 = now_s();
-    for (size_t i = 0; i < n_sync; i++) {
-        marin_future_t *f = NULL;
-        rc = marin_actor_call(a, "add", NULL, 0, &f);
-        if (rc == MARIN_OK)
-            rc = marin_future_get(f, GET_TIMEOUT_MS, NULL, NULL);
-        marin_future_release(f);
-        if (rc != MARIN_OK) {
-            report("sync actor call", rc);
-            goto out;
-        }
-    }
-    figure("redis.actor_call_sync", (double)n_sync / (now_s() - t0), 0, "calls/s");
-    t0 = now_s();
     size_t made = 0;
-    for (; made < n_pipe; made++)
-        if ((rc = marin_actor_call(a, "add", NULL, 0, &futs[made])) != MARIN_OK) {
+    for (; made < n; made++)
+        if ((rc = marin_actor_call(a, "noop", NULL, 0, &futs[made])) != MARIN_OK) {
             report("pipelined actor call", rc);
             break;
         }
@@ -587,9 +560,73 @@ static int actors(marin_runtime_t *rt, marin_future_t **futs, size_t n_pipe)
             rc = report("pipelined actor call: get", g);
         marin_future_release(futs[i]);
     }
-    if (rc == MARIN_OK)
-        figure("redis.actor_call_pipelined", (double)n_pipe / (now_s() - t0), 0, "calls/s");
+    *rate = (double)n / (now_s() - t0);
+    return rc;
+}
+
+/* Actor calls through a marin-worker: one actor of bench_counter (the
+ * workers' plugin registers it too), hosted by whichever worker takes its
+ * creation; the driver has no worker of its own. */
+static int actors(marin_runtime_t *rt, marin_future_t **futs, size_t n_pipe, size_t samples)
+{
+    static int registered;
+    int rc;
+    if (!registered) {
+        marin_actor_class_t *c = NULL;
+        if ((rc = marin_actor_class_create(COUNTER, counter_init, counter_fini, &c)) ||
+            (rc = marin_actor_class_add_method(c, "add", counter_add, 0)) ||
+            (rc = marin_actor_class_add_method(c, "noop", counter_noop, 0)) ||
+            (rc = marin_register_actor_class(c))) {
+            marin_actor_class_destroy(c);
+            return report("registering " COUNTER, rc);
+        }
+        marin_actor_class_destroy(c);
+        registered = 1;
+    }
+    marin_actor_t *a = NULL;
+    if ((rc = marin_actor_create(rt, COUNTER, NULL, 0, NULL, &a)) != MARIN_OK)
+        return report("marin_actor_create", rc);
+    int64_t *ns = malloc(samples * sizeof *ns);
+    if (!ns) {
+        rc = report("actor latency", MARIN_ENOMEM);
+        goto out;
+    }
+    if ((rc = marin_actor_ready(a, GET_TIMEOUT_MS)) != MARIN_OK) {
+        report("marin_actor_ready", rc);
+        goto out;
+    }
+    /* Latency: one call at a time, after a tenth as many to warm up. */
+    size_t warm = samples / 10;
+    for (size_t i = 0; i < warm + samples; i++) {
+        marin_future_t *f = NULL;
+        int64_t t0 = now_ns();
+        rc = marin_actor_call(a, "noop", NULL, 0, &f);
+        if (rc == MARIN_OK)
+            rc = marin_future_get(f, GET_TIMEOUT_MS, NULL, NULL);
+        int64_t t1 = now_ns();
+        marin_future_release(f);
+        if (rc != MARIN_OK) {
+            report("sequential actor call", rc);
+            goto out;
+        }
+        if (i >= warm)
+            ns[i - warm] = t1 - t0;
+    }
+    qsort(ns, samples, sizeof *ns, cmp_i64);
+    note("redis.actor_call_latency samples=%zu min %.0f us, p99 %.0f us, max %.0f us",
+         samples, (double)ns[0] / 1e3, (double)ns[samples * 99 / 100] / 1e3,
+         (double)ns[samples - 1] / 1e3);
+    figure("redis.actor_call_latency_p50_us", (double)ns[samples / 2] / 1e3, 0, "us");
+    /* Throughput: n_pipe calls made, then all gotten; median of 3. */
+    double r[RUNS];
+    for (int i = 0; i < RUNS; i++)
+        if ((rc = actor_pipelined(a, futs, n_pipe, &r[i])) != MARIN_OK)
+            goto out;
+    note("redis.actor_calls_per_s: %zu noop calls to one actor hosted by a marin-worker, "
+         "all made then all gotten", n_pipe);
+    figure("redis.actor_calls_per_s", median3(r, "redis.actor_calls_per_s"), 0, "calls/s");
 out:
+    free(ns);
     marin_actor_kill(a, 1);
     marin_actor_release(a);
     return rc;
@@ -631,7 +668,8 @@ static int driver(bench_redis_env *e, size_t n, size_t lat_samples, double *task
 
     if ((rc = latency(rt, lat_samples)) != MARIN_OK)
         goto out;
-    rc = actors(rt, futs, n / 5);
+    /* 20000 pipelined actor calls per run (fewer with --quick). */
+    rc = actors(rt, futs, n * 2 / 5 < 20000 ? n * 2 / 5 : 20000, lat_samples);
 out:
     marin_runtime_close(rt);
     free(futs);

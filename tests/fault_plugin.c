@@ -8,6 +8,9 @@
  *             the attempt (marin_task_attempt) as text. <tag> is the part of
  *             PATH's argument after a second '|' ("PATH|MS|TAG"), or "-".
  *
+ * and the actor classes f_counter and f_order (tests/fault_actor.h, which the
+ * test registers in the driver too).
+ *
  * FAULT_PLUGIN_FAIL=1 in the environment makes marin_plugin_init fail (it
  * registers an invalid name and returns that error). */
 #define _GNU_SOURCE 1
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include "marin/marin.h"
+#include "fault_actor.h"
 
 int marin_plugin_init(void);
 
@@ -116,7 +120,8 @@ int marin_plugin_init(void)
     if ((rc = marin_register_task("f_sleep", f_sleep, NULL)) != MARIN_OK ||
         (rc = marin_register_task("f_noop", f_noop, NULL)) != MARIN_OK ||
         (rc = marin_register_task("f_pid", f_pid, NULL)) != MARIN_OK ||
-        (rc = marin_register_task("f_attempt", f_attempt, NULL)) != MARIN_OK)
+        (rc = marin_register_task("f_attempt", f_attempt, NULL)) != MARIN_OK ||
+        (rc = fault_actor_register()) != MARIN_OK)
         return rc;
     return MARIN_OK;
 }

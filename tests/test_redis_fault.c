@@ -9,6 +9,14 @@
  *     killed -9 and restarted mid-run; Redis unreachable or refusing the
  *     password at open; a foreign entry in a queue goes to the dead-letter
  *     stream; namespaces are apart; marin-worker refuses broken plugins.
+ *   actors (tests/fault_actor.h, registered here and in the plugin): a
+ *     host killed with -9 under a checkpointed actor: the call running there
+ *     fails with MARIN_EWORKER, the actor restarts on another worker from
+ *     its checkpoint and no acknowledged call is lost; a host dying with
+ *     max_restarts spent: calls and marin_actor_ready fail, the name is
+ *     free; two driver processes calling one named actor (get_if_exists):
+ *     each caller's calls run in its order; two processes creating one
+ *     name with get_if_exists at once both get the one actor.
  *
  * Environment: MARIN_WORKER_BIN (the marin-worker executable) and
  * MARIN_FAULT_PLUGIN (fault_plugin.so), set by tests/meson.build. Skipped
@@ -25,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,6 +45,7 @@
 #include <hiredis/hiredis.h>
 #endif
 
+#include "fault_actor.h"
 #include "redis_fixture.h"
 #include "testutil.h"
 
@@ -861,6 +872,495 @@ START_TEST(test_worker_bad_plugins)
 }
 END_TEST
 
+/* ---- 10. actors: a host killed under them ---- */
+
+static marin_actor_options_t *actor_opts(const char *name, int max_restarts,
+                                         int64_t ckpt_every, int detached, int get_if_exists)
+{
+    marin_actor_options_t *o = NULL;
+    fassert_marin(marin_actor_options_create(&o), MARIN_OK);
+    if (name)
+        fassert_marin(marin_actor_options_set_name(o, name), MARIN_OK);
+    fassert_marin(marin_actor_options_set_max_restarts(o, max_restarts), MARIN_OK);
+    if (ckpt_every)
+        fassert_marin(marin_actor_options_set_checkpoint_every(o, ckpt_every), MARIN_OK);
+    if (detached)
+        fassert_marin(marin_actor_options_set_detached(o, 1), MARIN_OK);
+    if (get_if_exists)
+        fassert_marin(marin_actor_options_set_get_if_exists(o, 1), MARIN_OK);
+    return o;
+}
+
+static marin_actor_t *create_actor(marin_runtime_t *rt, const char *cls,
+                                   const marin_actor_options_t *o)
+{
+    marin_actor_t *a = NULL;
+    int rc = marin_actor_create(rt, cls, NULL, 0, o, &a);
+    fassert(rc == MARIN_OK, "marin_actor_create(%s): %d (%s): %s", cls, rc,
+            marin_strerror(rc), marin_last_error());
+    return a;
+}
+
+static marin_future_t *acall(marin_actor_t *a, const char *method, const char *arg)
+{
+    marin_future_t *f = NULL;
+    int rc = marin_actor_call(a, method, arg, arg ? strlen(arg) : 0, &f);
+    fassert(rc == MARIN_OK, "marin_actor_call(%s, %s): %d (%s): %s", marin_actor_id(a),
+            method, rc, marin_strerror(rc), marin_last_error());
+    return f;
+}
+
+/* Call and wait for a result equal to @p want. */
+static void expect_call(marin_actor_t *a, const char *method, const char *arg,
+                        const char *want)
+{
+    char what[128];
+    snprintf(what, sizeof what, "%s(%s) on actor %s", method, arg ? arg : "",
+             marin_actor_id(a));
+    marin_future_t *f = acall(a, method, arg);
+    expect_ok(f, 10000, want, what);
+    marin_future_release(f);
+}
+
+/* A field of the actor's hash, as redis_fixture_cmd gives it. */
+static const char *actor_field(marin_actor_t *a, const char *field)
+{
+    static char buf[1024];
+    char key[256];
+    snprintf(key, sizeof key, "marin:{%s}:actor:%s", g_ns, marin_actor_id(a));
+    fassert(redis_fixture_cmd(&g_fx, buf, sizeof buf, "HGET %s %s", key, field) == 0,
+            "HGET %s %s: %s", key, field, buf);
+    return buf;
+}
+
+static const char *ltext(long v)
+{
+    static char b[8][32];
+    static unsigned i;
+    char *p = b[i++ % 8];
+    snprintf(p, 32, "%ld", v);
+    return p;
+}
+
+START_TEST(test_actor_host_killed_restarts_elsewhere)
+{
+    start_redis(NULL);
+    worker *a = spawn_worker(NULL, "A", "cpus=1", NULL);
+    wait_ready(a);
+    marin_runtime_t *rt = open_driver(NULL);
+    marin_actor_options_t *o = actor_opts(NULL, 2, 1, 0, 0);
+    marin_actor_t *act = create_actor(rt, "f_counter", o);
+    marin_actor_options_destroy(o);
+    fassert_marin(marin_actor_ready(act, 10000), MARIN_OK);
+    expect_call(act, "pid", NULL, ltext((long)a->pid));
+    for (long i = 1; i <= 10; i++)
+        expect_call(act, "add", "1", ltext(i));
+    fassert(strcmp(actor_field(act, "host"), "A") == 0, "host is '%s', wanted A",
+            actor_field(act, "host"));
+
+    worker *b = spawn_worker(NULL, "B", "cpus=1", NULL);
+    wait_ready(b);
+    /* A call running on A when it dies. */
+    char path[300], arg[400];
+    snprintf(path, sizeof path, "%s/naps", g_dir);
+    snprintf(arg, sizeof arg, "%s|20000", path);
+    marin_future_t *nap = acall(act, "nap", arg);
+    fassert(wait_lines(path, "nap ", 1, 10000), "the nap never started on A");
+    kill(a->pid, SIGKILL);
+    fassert(wait_exit(a, 5000), "A survived kill -9");
+    int64_t t0 = now_ms();
+
+    /* The next add: retried while it fails with MARIN_EWORKER (a call the
+     * dead host had taken); the first that succeeds continues from 10. */
+    int tries = 0, rc;
+    for (;;) {
+        marin_future_t *f = acall(act, "add", "1");
+        const void *data = NULL;
+        size_t len = 0;
+        tries++;
+        rc = marin_future_get(f, 10000, &data, &len);
+        int64_t took = now_ms() - t0;
+        if (rc == MARIN_EWORKER && took < 5000) {
+            marin_future_release(f);
+            continue;
+        }
+        fassert(rc == MARIN_OK, "add after A died (try %d, %lld ms after the kill): %d (%s): "
+                "%s", tries, (long long)took, rc, marin_strerror(rc),
+                rc == MARIN_ETIMEDOUT ? "still waiting" : marin_future_error(f));
+        fassert(len == 2 && memcmp(data, "11", 2) == 0, "the first add after the restart "
+                "returned '%.*s', wanted 11 (the checkpoint held 10)", (int)len,
+                (const char *)data);
+        fassert(took < 5000, "the actor took %lld ms to serve again after A died "
+                "(worker_ttl_ms=600)", (long long)took);
+        marin_future_release(f);
+        break;
+    }
+    /* The call A was running failed with MARIN_EWORKER (not replayed: nap
+     * is not idempotent). */
+    rc = marin_future_get(nap, 5000, NULL, NULL);
+    fassert(rc == MARIN_EWORKER, "the call running on A returned %d (%s), wanted EWORKER: %s",
+            rc, marin_strerror(rc),
+            rc == MARIN_ETIMEDOUT ? "still waiting" : marin_future_error(nap));
+    marin_future_release(nap);
+
+    for (long i = 12; i <= 20; i++)
+        expect_call(act, "add", "1", ltext(i));
+    expect_call(act, "get", NULL, "20");
+    expect_call(act, "pid", NULL, ltext((long)b->pid));
+    fassert_marin(marin_actor_ready(act, 5000), MARIN_OK);
+    fassert(strcmp(actor_field(act, "host"), "B") == 0, "host is '%s' after the restart, "
+            "wanted B", actor_field(act, "host"));
+    fassert(strcmp(actor_field(act, "state"), "alive") == 0, "state is '%s', wanted alive",
+            actor_field(act, "state"));
+    fassert(strcmp(actor_field(act, "restarts"), "1") == 0, "restarts is '%s', wanted 1",
+            actor_field(act, "restarts"));
+    fassert(count_lines(path, "nap ") == 1, "the nap ran again:\n%s", read_file(path));
+    fassert(!reaped(b), "B exited (status 0x%x)", b->status);
+    fassert_marin(marin_actor_kill(act, 1), MARIN_OK);
+    marin_actor_release(act);
+    marin_runtime_close(rt);
+}
+END_TEST
+
+/* ---- 11. actors: a host dies with max_restarts spent ---- */
+
+START_TEST(test_actor_host_killed_no_restarts)
+{
+    start_redis(NULL);
+    worker *a = spawn_worker(NULL, "A", "cpus=1", NULL);
+    wait_ready(a);
+    marin_runtime_t *rt = open_driver(NULL);
+    marin_actor_options_t *o = actor_opts("doomed", 0, 1, 0, 0);
+    marin_actor_t *act = create_actor(rt, "f_counter", o);
+    fassert_marin(marin_actor_ready(act, 10000), MARIN_OK);
+    expect_call(act, "add", "1", "1");
+    worker *b = spawn_worker(NULL, "B", "cpus=1", NULL); /* its reaper notices */
+    wait_ready(b);
+    kill(a->pid, SIGKILL);
+    fassert(wait_exit(a, 5000), "A survived kill -9");
+    int64_t t0 = now_ms();
+
+    /* A call made now fails: at once (MARIN_ESTATE) or on its future
+     * (MARIN_EWORKER). */
+    marin_future_t *f = NULL;
+    int rc = marin_actor_call(act, "add", "1", 1, &f);
+    if (rc == MARIN_OK) {
+        rc = marin_future_get(f, 5000, NULL, NULL);
+        fassert(rc == MARIN_EWORKER, "a call after its host died (max_restarts 0) returned "
+                "%d (%s) after %lld ms, wanted EWORKER: %s", rc, marin_strerror(rc),
+                (long long)(now_ms() - t0),
+                rc == MARIN_ETIMEDOUT ? "still waiting" : marin_future_error(f));
+        marin_future_release(f);
+    } else {
+        fassert(rc == MARIN_ESTATE, "marin_actor_call after its host died returned %d (%s), "
+                "wanted ESTATE: %s", rc, marin_strerror(rc), marin_last_error());
+    }
+    rc = marin_actor_ready(act, 5000);
+    int64_t took = now_ms() - t0;
+    fassert(rc == MARIN_EWORKER, "marin_actor_ready after its host died (max_restarts 0) "
+            "returned %d (%s) after %lld ms, wanted EWORKER: %s", rc, marin_strerror(rc),
+            (long long)took, marin_last_error());
+    fassert(took < 5000, "it took %lld ms to learn the actor is dead", (long long)took);
+    fassert(strcmp(actor_field(act, "state"), "dead") == 0, "state is '%s', wanted dead",
+            actor_field(act, "state"));
+    /* Later calls fail too. */
+    f = NULL;
+    rc = marin_actor_call(act, "get", NULL, 0, &f);
+    if (rc == MARIN_OK) {
+        rc = marin_future_get(f, 5000, NULL, NULL);
+        fassert(rc == MARIN_EWORKER, "a call to the dead actor returned %d (%s), wanted "
+                "EWORKER: %s", rc, marin_strerror(rc),
+                rc == MARIN_ETIMEDOUT ? "still waiting" : marin_future_error(f));
+        marin_future_release(f);
+    } else {
+        fassert(rc == MARIN_ESTATE, "marin_actor_call on the dead actor returned %d (%s), "
+                "wanted ESTATE: %s", rc, marin_strerror(rc), marin_last_error());
+    }
+    /* Its name is free, and a new actor takes it. */
+    marin_actor_t *other = NULL;
+    fassert_marin(marin_actor_lookup(rt, "doomed", &other), MARIN_ENOTFOUND);
+    fassert_marin(marin_actor_from_id(rt, marin_actor_id(act), &other), MARIN_ENOTFOUND);
+    marin_actor_t *again = create_actor(rt, "f_counter", o);
+    marin_actor_options_destroy(o);
+    fassert(strcmp(marin_actor_id(again), marin_actor_id(act)) != 0,
+            "the new actor has the dead one's id");
+    fassert_marin(marin_actor_ready(again, 10000), MARIN_OK);
+    expect_call(again, "add", "1", "1");
+    expect_call(again, "pid", NULL, ltext((long)b->pid));
+    fassert_marin(marin_actor_kill(again, 1), MARIN_OK);
+    marin_actor_release(again);
+    marin_actor_release(act);
+    marin_runtime_close(rt);
+}
+END_TEST
+
+/* ---- 12. actors: two driver processes, one named actor ---- */
+
+#define ORDER_CALLS 400
+#define ORDER_BATCH 50
+
+/* A driver process: get (or create) the actor named "ordered", then
+ * ORDER_CALLS steps in batches (all of a batch made, then gotten); writes
+ * the actor id into DIR/id-CALLER. Exit 0, or 1 with the reason on
+ * stderr. */
+static int order_driver(const char *caller, int go_fd)
+{
+    char uri[512];
+    uri_ns(uri, sizeof uri, g_ns);
+    marin_runtime_t *rt = NULL;
+    int rc = marin_runtime_open(uri, &rt);
+    if (rc != MARIN_OK) {
+        fprintf(stderr, "caller %s: marin_runtime_open: %s: %s\n", caller, marin_strerror(rc),
+                marin_last_error());
+        return 1;
+    }
+    marin_actor_options_t *o = NULL;
+    marin_actor_options_create(&o);
+    marin_actor_options_set_name(o, "ordered");
+    marin_actor_options_set_get_if_exists(o, 1);
+    marin_actor_options_set_detached(o, 1);
+    char go;
+    if (read(go_fd, &go, 1) != 1) {
+        fprintf(stderr, "caller %s: no go\n", caller);
+        return 1;
+    }
+    marin_actor_t *a = NULL;
+    int bad = 0;
+    rc = marin_actor_create(rt, "f_order", NULL, 0, o, &a);
+    marin_actor_options_destroy(o);
+    if (rc != MARIN_OK) {
+        fprintf(stderr, "caller %s: marin_actor_create(ordered, get_if_exists): %d (%s): %s\n",
+                caller, rc, marin_strerror(rc), marin_last_error());
+        bad = 1;
+        goto out;
+    }
+    if ((rc = marin_actor_ready(a, 10000)) != MARIN_OK) {
+        fprintf(stderr, "caller %s: marin_actor_ready: %d (%s): %s\n", caller, rc,
+                marin_strerror(rc), marin_last_error());
+        bad = 1;
+        goto out;
+    }
+    char idp[400];
+    snprintf(idp, sizeof idp, "%s/id-%s", g_dir, caller);
+    FILE *fp = fopen(idp, "w");
+    if (fp) {
+        fputs(marin_actor_id(a), fp);
+        fclose(fp);
+    }
+    for (int b = 0; b < ORDER_CALLS / ORDER_BATCH && !bad; b++) {
+        marin_future_t *f[ORDER_BATCH] = {0};
+        char args[ORDER_BATCH][48];
+        for (int i = 0; i < ORDER_BATCH; i++) {
+            snprintf(args[i], sizeof args[i], "%s %d", caller, b * ORDER_BATCH + i + 1);
+            if ((rc = marin_actor_call(a, "step", args[i], strlen(args[i]), &f[i])) !=
+                MARIN_OK) {
+                fprintf(stderr, "caller %s: marin_actor_call(step %s): %d (%s): %s\n", caller,
+                        args[i], rc, marin_strerror(rc), marin_last_error());
+                bad = 1;
+                break;
+            }
+        }
+        for (int i = 0; i < ORDER_BATCH; i++) {
+            if (!f[i])
+                continue;
+            const void *d = NULL;
+            size_t len = 0;
+            rc = marin_future_get(f[i], 20000, &d, &len);
+            if (!bad && rc != MARIN_OK) {
+                fprintf(stderr, "caller %s: step '%s': %d (%s): %s\n", caller, args[i], rc,
+                        marin_strerror(rc), rc == MARIN_ETIMEDOUT ? "still waiting"
+                                                                 : marin_future_error(f[i]));
+                bad = 1;
+            } else if (!bad && (len != strlen(args[i]) || memcmp(d, args[i], len) != 0)) {
+                fprintf(stderr, "caller %s: step '%s' returned '%.*s'\n", caller, args[i],
+                        (int)len, (const char *)d);
+                bad = 1;
+            }
+            marin_future_release(f[i]);
+        }
+    }
+out:
+    marin_actor_release(a);
+    marin_runtime_close(rt);
+    return bad;
+}
+
+START_TEST(test_actor_two_drivers_order)
+{
+    start_redis(NULL);
+    worker *w = spawn_worker(NULL, "A", "cpus=1", NULL);
+    wait_ready(w);
+    int go[2];
+    fassert(pipe(go) == 0, "pipe: %s", strerror(errno));
+    const char *callers[2] = {"c1", "c2"};
+    pid_t pids[2];
+    pid_t parent = getpid();
+    for (int i = 0; i < 2; i++) {
+        fflush(NULL);
+        pids[i] = fork();
+        fassert(pids[i] >= 0, "fork: %s", strerror(errno));
+        if (pids[i] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(126);
+            close(go[1]);
+            _exit(order_driver(callers[i], go[0]));
+        }
+    }
+    close(go[0]);
+    /* Both create (get_if_exists) at once. */
+    fassert(write(go[1], "gg", 2) == 2, "write: %s", strerror(errno));
+    close(go[1]);
+    int64_t end = now_ms() + 40000;
+    int status[2] = {0, 0}, done[2] = {0, 0};
+    while (!(done[0] && done[1])) {
+        for (int i = 0; i < 2; i++)
+            if (!done[i] && waitpid(pids[i], &status[i], WNOHANG) == pids[i])
+                done[i] = 1;
+        if (now_ms() > end) {
+            for (int i = 0; i < 2; i++)
+                if (!done[i]) {
+                    kill(pids[i], SIGKILL);
+                    waitpid(pids[i], &status[i], 0);
+                }
+            fassert(0, "the callers did not finish within 40 s (%s%s)",
+                    done[0] ? "" : "c1 ", done[1] ? "" : "c2");
+        }
+        sleep_ms(10);
+    }
+    for (int i = 0; i < 2; i++)
+        fassert(WIFEXITED(status[i]) && WEXITSTATUS(status[i]) == 0,
+                "caller %s failed (status 0x%x; its reason is above)", callers[i], status[i]);
+    char id1[128], id2[128], p[400];
+    snprintf(p, sizeof p, "%s/id-c1", g_dir);
+    snprintf(id1, sizeof id1, "%s", read_file(p));
+    snprintf(p, sizeof p, "%s/id-c2", g_dir);
+    snprintf(id2, sizeof id2, "%s", read_file(p));
+    fassert(id1[0] && strcmp(id1, id2) == 0, "the two callers got different actors: '%s' "
+            "and '%s'", id1, id2);
+    marin_runtime_t *rt = open_driver(NULL);
+    marin_actor_t *a = NULL;
+    fassert_marin(marin_actor_lookup(rt, "ordered", &a), MARIN_OK);
+    fassert(strcmp(marin_actor_id(a), id1) == 0, "lookup gives %s, the callers had %s",
+            marin_actor_id(a), id1);
+    expect_call(a, "total", NULL, ltext(2L * ORDER_CALLS));
+    fassert_marin(marin_actor_kill(a, 1), MARIN_OK);
+    marin_actor_release(a);
+    marin_runtime_close(rt);
+}
+END_TEST
+
+/* ---- 13. actors: get_if_exists from two processes at once ---- */
+
+#define RACE_ROUNDS 200
+
+typedef struct {
+    pthread_barrier_t bar; /* process-shared */
+    int rc[2][RACE_ROUNDS];
+    char id[2][RACE_ROUNDS][40];
+    char why[2][512];      /* the first failure's message */
+} race_shm;
+
+static int race_driver(race_shm *m, int k)
+{
+    char uri[512];
+    uri_ns(uri, sizeof uri, g_ns);
+    marin_runtime_t *rt = NULL;
+    int rc = marin_runtime_open(uri, &rt);
+    if (rc != MARIN_OK) {
+        fprintf(stderr, "racer %d: marin_runtime_open: %s: %s\n", k, marin_strerror(rc),
+                marin_last_error());
+        return 1;
+    }
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "race-%d", i);
+        marin_actor_options_t *o = NULL;
+        marin_actor_options_create(&o);
+        marin_actor_options_set_name(o, name);
+        marin_actor_options_set_get_if_exists(o, 1);
+        marin_actor_options_set_detached(o, 1);
+        pthread_barrier_wait(&m->bar);
+        marin_actor_t *a = NULL;
+        rc = marin_actor_create(rt, "f_order", NULL, 0, o, &a);
+        marin_actor_options_destroy(o);
+        m->rc[k][i] = rc;
+        if (rc == MARIN_OK)
+            snprintf(m->id[k][i], sizeof m->id[k][i], "%s", marin_actor_id(a));
+        else if (!m->why[k][0])
+            snprintf(m->why[k], sizeof m->why[k], "%s", marin_last_error());
+        marin_actor_release(a);
+    }
+    marin_runtime_close(rt);
+    return 0;
+}
+
+START_TEST(test_actor_get_if_exists_race)
+{
+    start_redis(NULL); /* no worker: marin_actor_create returns once queued */
+    race_shm *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                       -1, 0);
+    fassert(m != MAP_FAILED, "mmap: %s", strerror(errno));
+    memset(m, 0, sizeof *m);
+    pthread_barrierattr_t ba;
+    pthread_barrierattr_init(&ba);
+    pthread_barrierattr_setpshared(&ba, PTHREAD_PROCESS_SHARED);
+    fassert(pthread_barrier_init(&m->bar, &ba, 2) == 0, "pthread_barrier_init");
+    pthread_barrierattr_destroy(&ba);
+    pid_t pids[2], parent = getpid();
+    for (int k = 0; k < 2; k++) {
+        fflush(NULL);
+        pids[k] = fork();
+        fassert(pids[k] >= 0, "fork: %s", strerror(errno));
+        if (pids[k] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(126);
+            _exit(race_driver(m, k));
+        }
+    }
+    int64_t end = now_ms() + 60000;
+    int status[2] = {0, 0}, done[2] = {0, 0};
+    while (!(done[0] && done[1])) {
+        for (int k = 0; k < 2; k++)
+            if (!done[k] && waitpid(pids[k], &status[k], WNOHANG) == pids[k])
+                done[k] = 1;
+        if (now_ms() > end)
+            for (int k = 0; k < 2; k++)
+                if (!done[k]) {
+                    kill(pids[k], SIGKILL);
+                    waitpid(pids[k], &status[k], 0);
+                    done[k] = 1;
+                }
+        sleep_ms(10);
+    }
+    for (int k = 0; k < 2; k++)
+        fassert(WIFEXITED(status[k]) && WEXITSTATUS(status[k]) == 0,
+                "racer %d failed or hung (status 0x%x)", k, status[k]);
+    int failed[2] = {0, 0}, differ = 0, first = -1;
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        for (int k = 0; k < 2; k++)
+            if (m->rc[k][i] != MARIN_OK) {
+                failed[k]++;
+                if (first < 0)
+                    first = i;
+            }
+        if (m->rc[0][i] == MARIN_OK && m->rc[1][i] == MARIN_OK &&
+            strcmp(m->id[0][i], m->id[1][i]) != 0)
+            differ++;
+    }
+    fassert(failed[0] + failed[1] == 0 && differ == 0,
+            "%d rounds of two processes creating one name with get_if_exists at once: "
+            "%d + %d creations failed, %d rounds gave two different actors; first failure: "
+            "round %d, codes %d / %d: '%s' / '%s'",
+            RACE_ROUNDS, failed[0], failed[1], differ, first,
+            first >= 0 ? m->rc[0][first] : 0, first >= 0 ? m->rc[1][first] : 0, m->why[0],
+            m->why[1]);
+    pthread_barrier_destroy(&m->bar);
+    munmap(m, sizeof *m);
+}
+END_TEST
+
 #define ADD_CASE(s, name, fn)                                                  \
     do {                                                                       \
         TCase *tc_ = tcase_create(name);                                       \
@@ -882,6 +1382,10 @@ static Suite *fault_suite(void)
     ADD_CASE(s, "dead_letter", test_foreign_entry_dead_letter);
     ADD_CASE(s, "namespaces", test_namespaces_apart);
     ADD_CASE(s, "bad_plugins", test_worker_bad_plugins);
+    ADD_CASE(s, "actor_host_killed", test_actor_host_killed_restarts_elsewhere);
+    ADD_CASE(s, "actor_no_restarts", test_actor_host_killed_no_restarts);
+    ADD_CASE(s, "actor_two_drivers", test_actor_two_drivers_order);
+    ADD_CASE(s, "actor_get_if_exists_race", test_actor_get_if_exists_race);
     return s;
 }
 
@@ -909,6 +1413,13 @@ int main(void)
         return 77;
     }
     marin_runtime_close(rt);
+    /* The driver's side of the actor classes the workers host. */
+    int reg = fault_actor_register();
+    if (reg != MARIN_OK) {
+        fprintf(stderr, "registering the fault actor classes: %s: %s\n", marin_strerror(reg),
+                marin_last_error());
+        return 1;
+    }
     return marin_test_run(fault_suite());
 #endif
 }

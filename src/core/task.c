@@ -926,5 +926,8 @@ int marin_task_log(marin_task_ctx_t *ctx, int level, const char *message)
                                           "marin_task_log: level %d is outside 1..4", level));
     marin__log(ctx->rt, level, "[task %s '%s'] %s", marin_task_id(ctx),
                shown_name(ctx->t), message);
+    /* A cluster backend also sends the line to the driver's log stream. */
+    if (ctx->rt->backend->task_log)
+        ctx->rt->backend->task_log(ctx->rt->bstate, marin_task_id(ctx), level, message);
     return marin__api_exit(MARIN_OK);
 }

@@ -272,6 +272,19 @@ static int redis_init_steps(void *state, marin_runtime_t *rt, const marin__uri *
         return rc;
     if ((rc = open_conn(s, "driver-done", &s->done)) != MARIN_OK)
         return rc;
+    /* Redis Cluster is not claimed yet: say so rather than misbehave. */
+    const char *info[] = {"INFO", "cluster"};
+    redisReply *r = NULL;
+    if (marin__rconn_call(s->cmd, 0, &r, 2, info, NULL) == MARIN_OK) {
+        int cluster = r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1");
+        freeReplyObject(r);
+        if (cluster)
+            return marin__err(MARIN_EUNSUPPORTED, "marin_runtime_open: Redis at %s runs in "
+                              "cluster mode, which the redis backend does not support yet "
+                              "(its keys share one hash tag per namespace, but it is untested "
+                              "there); use a standalone Redis or a primary with replicas",
+                              marin__rconn_addr(s->cmd));
+    }
     s->kv.conn = s->cmd;
     s->kv.ns = s->cfg.ns;
     if ((rc = marin__rdriver_start(s)) != MARIN_OK)
@@ -350,6 +363,7 @@ const marin__backend marin__backend_redis = {
     .worker_stop = marin__rworker_stop,
     .worker_join = marin__rworker_join,
     .worker_id = marin__rworker_id,
+    .task_log = marin__rworker_task_log,
 };
 
 /* rediss:// (TLS) is refused by name, so the user is told why. */

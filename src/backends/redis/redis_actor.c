@@ -254,16 +254,15 @@ static int ra_create(void *state, const marin__actor_class_entry *cls,
     snprintf(x->cls, sizeof x->cls, "%s", cls->name);
     if (spec->name)
         snprintf(x->name, sizeof x->name, "%s", spec->name);
-    marin_future_retain(f); /* the handle's reference */
+    /* The caller's reference becomes the handle's; the system one goes
+     * with the submission. */
     x->created = f;
-    /* The backend's reference goes with the submission. */
     rc = marin__rdriver_submit_to(s, t, NULL, frame, flen, 0);
-    f = NULL;
     if (rc != MARIN_OK) {
-        marin_future_release(x->created);
         marin__free(x);
-        goto out;
+        goto out; /* f: both references still ours */
     }
+    f = NULL;
     a->impl = x;
     snprintf(a->id, sizeof a->id, "%s", id);
 out:

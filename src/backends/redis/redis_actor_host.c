@@ -347,8 +347,10 @@ static int run_call(marin__rhosted *h, marin__wtask *wt, int *idem, int *own_cra
     size_t len = 0;
     char *msg = NULL;
     int died = 0;
+    marin__rworker_set_current(wt);
     int rc = marin__method_execute(h->w->rt, t, &env, m->fn, h->self, &result, &len, &msg,
                                    &died);
+    marin__rworker_set_current(NULL);
     pthread_mutex_lock(&h->w->mu);
     wt->t = NULL;
     pthread_mutex_unlock(&h->w->mu);
@@ -796,7 +798,7 @@ static void host_free(marin__rworker *w, marin__rhosted *h)
         marin__rtomb *t = &w->tombs[w->ntombs++ % MARIN__RWORKER_TOMBS];
         snprintf(t->stream, sizeof t->stream, "%s", h->stream);
         t->code = h->killed ? MARIN_ECANCELED : h->dead_code ? h->dead_code : MARIN_EWORKER;
-        snprintf(t->why, sizeof t->why, "%s", h->dead_why[0] ? h->dead_why
+        snprintf(t->why, sizeof t->why, "%.1000s", h->dead_why[0] ? h->dead_why
                                                              : "the actor was killed");
     }
     pthread_mutex_unlock(&w->mu);

@@ -449,13 +449,25 @@ static void handle_outcome(marin__redis *s, const redisReply *fields)
     char stream[MARIN__RKEY_MAX];
     snprintf(stream, sizeof stream, "%s", r->stream);
     marin__free(r);
+    /* A frame no worker could read, or a result over the cap, fails the
+     * same way every time: final, not retried. */
+    int final = is_call;
+    if (!is_call && (code == MARIN_EPROTO || code == MARIN_ETOOBIG)) {
+        char id[64], full[16384];
+        marin__task_format_id(s->rt, t, id, sizeof id);
+        snprintf(full, sizeof full, "task '%s' (%s) failed on attempt %d (not retried): %s: %s",
+                 t->opts && t->opts->label ? t->opts->label : t->name, id, attempt,
+                 marin_strerror(code), why[0] ? why : marin_strerror(code));
+        snprintf(why, sizeof why, "%s", full);
+        final = 1;
+    }
     if (is_call && died == 2) {
         /* The actor is dead: later calls are refused at once (as on local). */
         marin__ractors_note_dead(s, stream, why);
         died = 0;
     }
     int settled = marin__task_attempt_end(s->rt, t, attempt, code, result, rlen,
-                                          why[0] ? why : NULL, died, is_call);
+                                          why[0] ? why : NULL, died, final);
     if (settled) {
         if (code == MARIN_OK)
             atomic_fetch_add(&s->succeeded, 1);

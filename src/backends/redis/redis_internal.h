@@ -123,6 +123,8 @@ const char *marin__rworker_id(const void *w);
 /* The backend's blocking op: a task of a worker of this runtime lends its
  * resources while it waits. */
 void marin__rworker_blocking(void *state, struct marin__task *t, int begin);
+/* The backend's task_log op: a worker's task line to logs:<driver>. */
+void marin__rworker_task_log(void *state, const char *task_id, int level, const char *message);
 
 /* ---- redis_frame.c: payloads of the stream entries ----
  *
@@ -169,6 +171,7 @@ enum {
     MARIN__RS_LIVE,       /* live workers' JSON */
     MARIN__RS_HANDBACK,   /* a draining worker gives an entry back */
     MARIN__RS_ACTOR_REAP, /* actors of dead hosts: restart or fail */
+    MARIN__RS_JANITOR,    /* what dead drivers and workers left */
     MARIN__RS_COUNT
 };
 const char *marin__redis_script(int which);

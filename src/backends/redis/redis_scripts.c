@@ -19,11 +19,15 @@ static const char ack_lua[] =
     "return 1\n";
 
 /* Entries of a dead consumer. KEYS: stream. ARGV: group, dead consumer,
- * key prefix, most entries, result ttl ms, message. Each entry is acked,
+ * key prefix, most entries, result ttl ms, message, force ("1": a worker
+ * restarted under the same name reclaims what its previous process left,
+ * though the heartbeat key is its own again). Each entry is acked,
  * deleted and reported to its driver as MARIN_EWORKER (the driver retries
  * within budget). -1: the consumer's heartbeat is back (nothing done). */
 static const char reclaim_lua[] =
-    "if redis.call('EXISTS', ARGV[3] .. 'w:' .. ARGV[2]) == 1 then return -1 end\n"
+    "if ARGV[7] ~= '1' and redis.call('EXISTS', ARGV[3] .. 'w:' .. ARGV[2]) == 1 then\n"
+    "  return -1\n"
+    "end\n"
     "local max = tonumber(ARGV[4])\n"
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', max, ARGV[2])\n"
     "for _, e in ipairs(p) do\n"
@@ -180,6 +184,26 @@ static const char actor_reap_lua[] =
     "end\n"
     "return n\n";
 
+/* The janitor. KEYS: drivers hash, workers hash. ARGV: key prefix. Drivers
+ * whose heartbeat expired lose their entry and their done stream (their
+ * log stream expires by itself); workers whose heartbeat expired leave the
+ * workers hash (their pending entries are reclaimed from the streams).
+ * Returns the dead drivers' ids, so workers drop their queued tasks. */
+static const char janitor_lua[] =
+    "local P = ARGV[1]\n"
+    "local dead = {}\n"
+    "for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do\n"
+    "  if redis.call('EXISTS', P .. 'd:' .. id) == 0 then\n"
+    "    redis.call('HDEL', KEYS[1], id)\n"
+    "    redis.call('DEL', P .. 'done:' .. id)\n"
+    "    table.insert(dead, id)\n"
+    "  end\n"
+    "end\n"
+    "for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do\n"
+    "  if redis.call('EXISTS', P .. 'w:' .. id) == 0 then redis.call('HDEL', KEYS[2], id) end\n"
+    "end\n"
+    "return dead\n";
+
 const char *marin__redis_script(int which)
 {
     switch (which) {
@@ -189,6 +213,7 @@ const char *marin__redis_script(int which)
     case MARIN__RS_LIVE: return live_lua;
     case MARIN__RS_HANDBACK: return handback_lua;
     case MARIN__RS_ACTOR_REAP: return actor_reap_lua;
+    case MARIN__RS_JANITOR: return janitor_lua;
     }
     return "return nil";
 }

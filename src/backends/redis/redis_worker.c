@@ -295,6 +295,8 @@ static int driver_id_ok(const redisReply *r)
     return 1;
 }
 
+static int driver_dead(marin__rworker *w, const char *driver);
+
 static void dead_letter(marin__rworker *w, const char *stream, const char *id, const char *why)
 {
     char dead[MARIN__RKEY_MAX], ttl[24];
@@ -327,6 +329,16 @@ static void take_entry(marin__rworker *w, const char *stream, const redisReply *
         ff->type != REDIS_REPLY_STRING || attempt == 0 || attempt > 1000000) {
         dead_letter(w, stream, id, "not a marin task entry (fields d, s, a and f with a "
                     "driver id, a sequence, an attempt and a frame are required)");
+        return;
+    }
+    char drv[40];
+    snprintf(drv, sizeof drv, "%.*s", (int)fd->len, fd->str);
+    if (driver_dead(w, drv)) {
+        /* Nobody waits for it: drop it unrun. */
+        const char *ack[] = {"XACK", stream, MARIN__RGROUP_WORKERS, id};
+        const char *del[] = {"XDEL", stream, id};
+        marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 4, ack, NULL);
+        marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, del, NULL);
         return;
     }
     marin__wtask *wt = marin__calloc(1, sizeof *wt);
@@ -722,8 +734,8 @@ static void on_wake(uv_async_t *a)
     if (kicked && w->reading && w->rd_client_id > 0) {
         char id[24];
         snprintf(id, sizeof id, "%lld", w->rd_client_id);
-        const char *a[] = {"CLIENT", "UNBLOCK", id};
-        marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, a, NULL);
+        const char *unblock[] = {"CLIENT", "UNBLOCK", id};
+        marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, unblock, NULL);
     }
     if (atomic_load(&w->stop_asked) && !w->draining)
         drain_begin(w);
@@ -829,7 +841,19 @@ static void queues_reply(marin__rconn *c, redisReply *reply, int rc, const char 
         }
         w->nqueues++;
         changed = 1;
+        if (!w->reading && !w->self_reclaimed) {
+            /* Entries a previous process with our name left pending (it was
+             * killed and restarted faster than worker_ttl_ms): they are
+             * not running here, so hand them to their drivers as lost. */
+            char ttl[24], msg[256];
+            snprintf(ttl, sizeof ttl, "%lld", (long long)w->s->cfg.result_ttl_ms);
+            snprintf(msg, sizeof msg, "worker %s restarted while running the task", w->id);
+            const char *args[] = {q->key, MARIN__RGROUP_WORKERS, w->id, w->s->prefix, "1000",
+                                  ttl, msg, "1"};
+            marin__redis_eval(w->cmd, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 7, args, NULL);
+        }
     }
+    w->self_reclaimed = 1;
     (void)changed;
     read_queues(w);
 }
@@ -982,19 +1006,57 @@ static void consumers_reply(marin__rconn *c, redisReply *reply, int rc, const ch
             snprintf(msg, sizeof msg, "worker %s died (its heartbeat expired after "
                      "worker_ttl_ms=%lld ms) while running the task", dead,
                      (long long)w->s->cfg.worker_ttl_ms);
-            const char *args[] = {r->stream, r->stream[0] == 0 ? "" : MARIN__RGROUP_WORKERS,
-                                  dead, w->s->prefix, "100", ttl, msg};
-            args[1] = r->stream[strlen(w->s->prefix)] == 'a' ? MARIN__RGROUP_HOST
-                                                             : MARIN__RGROUP_WORKERS;
-            marin__redis_eval(w->cmd, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 6, args, NULL);
+            const char *args[] = {r->stream, MARIN__RGROUP_WORKERS, dead, w->s->prefix, "100",
+                                  ttl, msg, "0"};
+            marin__redis_eval(w->cmd, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 7, args, NULL);
         }
     }
     marin__free(r);
 }
 
+static void janitor_reply(marin__rconn *c, redisReply *reply, int rc, const char *err,
+                          void *ud)
+{
+    (void)c;
+    (void)err;
+    marin__rworker *w = ud;
+    if (rc != MARIN_OK || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->ndead_drivers = 0; /* only those dead now (a driver may come back) */
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_STRING || e->len >= sizeof w->dead_drivers[0])
+            continue;
+        snprintf(w->dead_drivers[w->ndead_drivers++ % 64], sizeof w->dead_drivers[0], "%.*s",
+                 (int)e->len, e->str);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (reply->elements)
+        marin__log(w->rt, MARIN_LOG_INFO, "worker %s: janitor: %zu dead driver%s cleaned up",
+                   w->id, reply->elements, reply->elements == 1 ? "" : "s");
+}
+
+static int driver_dead(marin__rworker *w, const char *driver)
+{
+    int dead = 0;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < 64 && i < w->ndead_drivers && !dead; i++)
+        dead = strcmp(w->dead_drivers[i], driver) == 0;
+    pthread_mutex_unlock(&w->mu);
+    return dead;
+}
+
 static void reclaim(marin__rworker *w)
 {
     marin__rhost_reap(w);
+    if (w->janitor_round++ % 10 == 0) {
+        char drivers[MARIN__RKEY_MAX], workers[MARIN__RKEY_MAX];
+        snprintf(drivers, sizeof drivers, "%sdrivers", w->s->prefix);
+        snprintf(workers, sizeof workers, "%sworkers", w->s->prefix);
+        const char *args[] = {drivers, workers, w->s->prefix};
+        marin__redis_eval(w->cmd, 0, MARIN__RS_JANITOR, janitor_reply, w, 2, 1, args, NULL);
+    }
     for (size_t i = 0; i < w->nqueues; i++) {
         reclaim_ud *r = marin__malloc(sizeof *r);
         if (!r)
@@ -1341,4 +1403,27 @@ int marin__rworker_join(void *wp)
 const char *marin__rworker_id(const void *wp)
 {
     return ((const marin__rworker *)wp)->id;
+}
+
+void marin__rworker_task_log(void *state, const char *task_id, int level, const char *message)
+{
+    marin__wtask *wt = current_wtask;
+    if (!wt || wt->w->s != state)
+        return; /* not a task of a worker of this runtime (the driver itself) */
+    marin__rworker *w = wt->w;
+    char key[MARIN__RKEY_MAX], seq[24], lv[8], ttl[24];
+    snprintf(key, sizeof key, "%slogs:%s", w->s->prefix, wt->driver);
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)wt->seq);
+    snprintf(lv, sizeof lv, "%d", level);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)w->s->cfg.result_ttl_ms);
+    const char *a[] = {"XADD", key, "MAXLEN", "~", "100000", "*", "s", seq, "t", task_id,
+                       "l", lv, "w", w->id, "m", message};
+    const char *b[] = {"PEXPIRE", key, ttl};
+    marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 16, a, NULL);
+    marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, b, NULL);
+}
+
+void marin__rworker_set_current(marin__wtask *wt)
+{
+    current_wtask = wt;
 }

@@ -97,6 +97,10 @@ struct marin__rworker {
     marin__rwqueue queues[MARIN__RWORKER_QUEUES];
     size_t nqueues, nrunnable;
     char wake_last[48];         /* last id seen on the wake stream */
+    int self_reclaimed;         /* the first queue listing reclaimed our old entries */
+    unsigned janitor_round;
+    char dead_drivers[64][40];  /* recently found dead: their tasks are dropped */
+    size_t ndead_drivers;
     int reading, draining, stopped;
     int64_t last_reclaim;
     marin__timer *hb, *read_retry, *drain_timer;
@@ -111,6 +115,8 @@ void marin__rworker_drop(marin__rworker *w, marin__wtask *wt);
 /* Under w->mu: give back resources and GPU slots. */
 void marin__rworker_release_res(marin__rworker *w, const marin_resources_t *res,
                                 const size_t *gpu_slot, size_t ngpus);
+/* The call this thread runs (task logs find their driver through it). */
+void marin__rworker_set_current(marin__wtask *wt);
 /* Make the reader look again (a new stream to read). */
 void marin__rworker_kick(marin__rworker *w);
 
