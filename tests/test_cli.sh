@@ -80,6 +80,7 @@ rc HSET "${P}drivers" drv1 "{\"host\":\"laptop\",\"pid\":9,\"started_ms\":1,\"hb
 rc SET "${P}d:drv1" 1 PX 60000 >/dev/null
 rc HSET "${P}actors" counter a1 >/dev/null
 rc HSET "${P}actor:a1" class Counter name counter host w1 restarts 1 state alive >/dev/null
+rc SADD "${P}actor_ids" a1 >/dev/null
 rc SET "${P}lease:leader" "42 w1" PX 30000 >/dev/null
 rc XADD "${P}dead" '*' queue "$Q" id 1-0 reason boom worker w2 >/dev/null
 rc XADD "${P}logs:drv1" '*' s 7 t drv1-7 l 3 m "hello from seven" >/dev/null

@@ -347,32 +347,42 @@ static json_t *read_drivers(marin__cli *c, int64_t now, json_t *totals)
     return out;
 }
 
+/* Every actor (named or not) is in the actor_ids set; names are in the
+ * actor's hash. */
 static json_t *read_actors(marin__cli *c)
 {
     json_t *out = jarr();
-    redisReply *r = hgetall(c, "actors");
-    for (size_t i = 0; r && i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+    char *set = marin__cli_key(c, "actor_ids");
+    redisReply *r = marin__cli_cmd(c, 1, "SMEMBERS %s", set);
+    free(set);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *v = r->element[i];
+        if (v->type != REDIS_REPLY_STRING)
             continue;
-        json_t *o = jobj();
-        jset(o, "name", jstr(k->str));
-        jset(o, "id", jstr(v->str));
         char *key = marin__cli_key(c, "actor:%s", v->str);
         redisReply *h = marin__cli_cmd(
-            c, 1, "HMGET %s class host state restarts error", key);
+            c, 1, "HMGET %s class host state restarts error name", key);
         free(key);
-        int ok = h && h->type == REDIS_REPLY_ARRAY && h->elements == 5;
-        jset(o, "class", ok ? reply_str(h->element[0]) : json_null());
-        jset(o, "host", ok ? reply_str(h->element[1]) : json_null());
-        jset(o, "state", ok ? reply_str(h->element[2]) : json_null());
-        long long restarts = ok && h->element[3]->type == REDIS_REPLY_STRING
+        int ok = h && h->type == REDIS_REPLY_ARRAY && h->elements == 6;
+        if (!ok || h->element[0]->type != REDIS_REPLY_STRING) { /* gone meanwhile */
+            if (h)
+                freeReplyObject(h);
+            continue;
+        }
+        json_t *o = jobj();
+        jset(o, "name", h->element[5]->type == REDIS_REPLY_STRING && h->element[5]->len
+                            ? reply_str(h->element[5])
+                            : json_null());
+        jset(o, "id", jstr(v->str));
+        jset(o, "class", reply_str(h->element[0]));
+        jset(o, "host", reply_str(h->element[1]));
+        jset(o, "state", reply_str(h->element[2]));
+        long long restarts = h->element[3]->type == REDIS_REPLY_STRING
                                  ? strtoll(h->element[3]->str, NULL, 10)
                                  : 0;
         jset(o, "restarts", json_integer(restarts));
-        jset(o, "error", ok ? reply_str(h->element[4]) : json_null());
-        if (h)
-            freeReplyObject(h);
+        jset(o, "error", reply_str(h->element[4]));
+        freeReplyObject(h);
         jpush(out, o);
     }
     if (r)

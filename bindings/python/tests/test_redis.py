@@ -3,8 +3,10 @@ worker processes (`python3 -m marin.worker --backend URI --import
 redis_tasks`) that meet in a real redis-server started for this module.
 
 Each test has a namespace of its own and starts the workers it needs.
-Actors are not tested here: the Redis backend does not run them yet
-(marin.actor on redis:// raises UnsupportedError, MARIN_EUNSUPPORTED).
+Actors are not tested here: the Redis backend runs them (tests/test_actor.c,
+meson test actor_on_redis), but a Python actor's constructor and call
+arguments stay in the driver process, so these Python workers cannot host
+one (only a worker inside the driver, worker_resources=, can).
 """
 import os
 import shutil
