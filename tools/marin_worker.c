@@ -55,6 +55,17 @@ static void log_line(const char *level, const char *fmt, ...)
             level, (int)getpid(), msg);
 }
 
+/* The library's lines, in the same structured form. */
+static void log_hook(int level, const char *message, void *ud)
+{
+    (void)ud;
+    log_line(level <= MARIN_LOG_ERROR ? "error"
+             : level == MARIN_LOG_WARN ? "warn"
+             : level == MARIN_LOG_INFO ? "info"
+                                       : "debug",
+             "%s", message);
+}
+
 static void usage(FILE *to)
 {
     fprintf(to, "usage: marin-worker --backend URI --load LIB.so [--load LIB.so ...]\n"
@@ -110,7 +121,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "marin-worker: no backend: pass --backend URI or set MARIN_BACKEND\n");
         return 2;
     }
-    setenv("MARIN_LOG", "info", 0); /* the library's lines: info and up, on stderr */
     for (size_t i = 0; i < nloads; i++) {
         void *h = dlopen(loads[i], RTLD_NOW | RTLD_GLOBAL);
         if (!h) {
@@ -139,6 +149,16 @@ int main(int argc, char **argv)
         rc = marin_worker_options_set_name(o, name);
     if (rc == MARIN_OK && drain >= 0)
         rc = marin_worker_options_set_drain_ms(o, drain);
+    const char *lv = getenv("MARIN_LOG");
+    int level = !lv || !*lv ? MARIN_LOG_INFO
+                : strcmp(lv, "debug") == 0 ? MARIN_LOG_DEBUG
+                : strcmp(lv, "warn") == 0  ? MARIN_LOG_WARN
+                : strcmp(lv, "error") == 0 ? MARIN_LOG_ERROR
+                : strcmp(lv, "off") == 0 || strcmp(lv, "none") == 0 || strcmp(lv, "0") == 0
+                    ? 0
+                    : MARIN_LOG_INFO;
+    if (rc == MARIN_OK)
+        rc = marin_worker_options_set_logger(o, log_hook, level, NULL);
     marin_resources_destroy(r);
     if (rc != MARIN_OK) {
         log_line("error", "%s: %s", marin_strerror(rc), marin_last_error());

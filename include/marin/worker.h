@@ -40,6 +40,11 @@ MARIN_API int marin_worker_options_set_name(marin_worker_options_t *o, const cha
 /** How long a stop waits for running work before handing it back
  *  (default 30000 ms; 0 hands back at once). */
 MARIN_API int marin_worker_options_set_drain_ms(marin_worker_options_t *o, int64_t ms);
+/** Send the worker's log lines at @p level or more severe to @p fn (as
+ *  marin_runtime_set_logger does for a runtime; @p userdata is not copied
+ *  and must outlive the worker). Default: stderr, as MARIN_LOG asks. */
+MARIN_API int marin_worker_options_set_logger(marin_worker_options_t *o, marin_log_fn fn,
+                                              int level, void *userdata);
 MARIN_API void marin_worker_options_destroy(marin_worker_options_t *o);
 
 /** Connect to @p uri (NULL: $MARIN_BACKEND) and start serving on threads of

@@ -14,6 +14,9 @@ struct marin_worker_options {
     marin_resources_t *res;
     char name[WORKER_NAME_MAX + 1];
     int64_t drain_ms;
+    marin_log_fn log_fn;
+    int log_level;
+    void *log_ud;
 };
 
 struct marin_worker {
@@ -83,6 +86,19 @@ int marin_worker_options_set_drain_ms(marin_worker_options_t *o, int64_t ms)
     return marin__api_exit(MARIN_OK);
 }
 
+int marin_worker_options_set_logger(marin_worker_options_t *o, marin_log_fn fn, int level,
+                                    void *userdata)
+{
+    MARIN__CHECK_ARG(o, "marin_worker_options_set_logger", "options must not be NULL");
+    if (level < 0 || level > MARIN_LOG_DEBUG)
+        return marin__api_exit(marin__err(MARIN_EINVAL, "marin_worker_options_set_logger: "
+                                          "level %d is outside 0..4", level));
+    o->log_fn = fn;
+    o->log_level = level;
+    o->log_ud = userdata;
+    return marin__api_exit(MARIN_OK);
+}
+
 void marin_worker_options_destroy(marin_worker_options_t *o)
 {
     if (!o)
@@ -103,6 +119,8 @@ int marin_worker_start(const char *uri, const marin_worker_options_t *o, marin_w
         marin__free(w);
         return marin__api_exit(rc);
     }
+    if (o && o->log_fn)
+        marin_runtime_set_logger(w->rt, o->log_fn, o->log_level, o->log_ud);
     const marin__backend *b = w->rt->backend;
     if (!b->worker_start) {
         rc = marin__err(MARIN_EUNSUPPORTED, "marin_worker_start: the %s backend has no "
