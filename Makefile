@@ -35,8 +35,9 @@ TSAN_BUILD ?= build-tsan
 TSAN_SETUP_ARGS := -Db_sanitize=thread -Db_lundef=false -Dpython=disabled
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 # The suites where threads meet: futures, tasks, the local scheduler, the
-# map, actors and leases.
-TSAN_SUITES := future task local map runtime actor kv
+# map, actors and leases, and the task and actor runs on Redis (driver,
+# in-process worker and actor host threads meet there).
+TSAN_SUITES := future task local map runtime actor kv task_on_redis actor_on_redis
 
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libuv1-dev \
     libzstd-dev zstd check libsubunit-dev libhiredis-dev libjansson-dev \

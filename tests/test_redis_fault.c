@@ -1230,7 +1230,8 @@ START_TEST(test_actor_two_drivers_order)
     }
     for (int i = 0; i < 2; i++)
         fassert(WIFEXITED(status[i]) && WEXITSTATUS(status[i]) == 0,
-                "caller %s failed (status 0x%x; its reason is above)", callers[i], status[i]);
+                "caller %s failed (status 0x%x; its reason is on stderr)", callers[i],
+                status[i]);
     char id1[128], id2[128], p[400];
     snprintf(p, sizeof p, "%s/id-c1", g_dir);
     snprintf(id1, sizeof id1, "%s", read_file(p));

@@ -30,8 +30,14 @@ typedef struct ractor {
 
 /* Actors this driver learnt are dead (bounded; oldest forgotten). */
 #define DEAD_MAX 64
+struct owned_actor {
+    struct owned_actor *next;
+    char id[40];
+};
+
 struct marin__ractors {
     pthread_mutex_t mu;
+    struct owned_actor *owned; /* created here, not detached: end with us */
     size_t n;
     struct {
         char stream[MARIN__RKEY_MAX];
@@ -75,15 +81,60 @@ static int dead_why(marin__redis *s, const char *stream, char *why, size_t cap)
     return found;
 }
 
+/* The actors this runtime created (not detached) end with it, as on
+ * local: the record says dead (calls fail), the name is freed, and a kill
+ * goes to the host through the call stream. */
 void marin__ractors_shutdown(marin__redis *s)
 {
-    (void)s;
+    struct marin__ractors *r = s->actors;
+    if (!r || !s->cmd)
+        return;
+    pthread_mutex_lock(&r->mu);
+    struct owned_actor *list = r->owned;
+    r->owned = NULL;
+    pthread_mutex_unlock(&r->mu);
+    static const char end_lua[] =
+        "local st = redis.call('HGET', KEYS[1], 'state')\n"
+        "if not st or st == 'dead' then return 0 end\n"
+        "redis.call('HSET', KEYS[1], 'state', 'dead', 'code', '-5', 'error', ARGV[1])\n"
+        "local name = redis.call('HGET', KEYS[1], 'name')\n"
+        "if name and name ~= '' then redis.call('HDEL', KEYS[3], name) end\n"
+        "redis.call('XADD', KEYS[2], '*', 'd', ARGV[2], 's', '0', 'a', '1', 'f', ARGV[3])\n"
+        "return 1\n";
+    void *frame = NULL;
+    size_t flen = 0;
+    int have_frame = marin__rtask_encode_raw("@kill", "1", 1, &frame, &flen) == MARIN_OK;
+    while (list) {
+        struct owned_actor *next = list->next;
+        char key[MARIN__RKEY_MAX], stream[MARIN__RKEY_MAX], names[MARIN__RKEY_MAX];
+        snprintf(key, sizeof key, "%sactor:%s", s->prefix, list->id);
+        snprintf(stream, sizeof stream, "%sac:%s", s->prefix, list->id);
+        snprintf(names, sizeof names, "%sactors", s->prefix);
+        const char *av[] = {"EVAL", end_lua, "3", key, stream, names,
+                            "it ended with the runtime that created it (not detached)",
+                            s->driver_id, have_frame ? (const char *)frame : ""};
+        size_t al[9];
+        for (int i = 0; i < 9; i++)
+            al[i] = strlen(av[i]);
+        al[8] = have_frame ? flen : 0;
+        redisReply *rep = NULL;
+        if (marin__rconn_call(s->cmd, 0, &rep, 9, av, al) == MARIN_OK)
+            freeReplyObject(rep);
+        marin__free(list);
+        list = next;
+    }
+    marin__free(frame);
 }
 
 void marin__ractors_fini(marin__redis *s)
 {
     if (!s->actors)
         return;
+    while (s->actors->owned) {
+        struct owned_actor *next = s->actors->owned->next;
+        marin__free(s->actors->owned);
+        s->actors->owned = next;
+    }
     pthread_mutex_destroy(&s->actors->mu);
     marin__free(s->actors);
     s->actors = NULL;
@@ -148,6 +199,37 @@ static int attach(marin__redis *s, const char *id, marin_actor_t *a, const char 
     return MARIN_OK;
 }
 
+typedef struct creation_watch {
+    marin__redis *s;
+    char key[MARIN__RKEY_MAX], stream[MARIN__RKEY_MAX], names[MARIN__RKEY_MAX];
+    char name[MARIN_NAME_MAX + 1];
+} creation_watch;
+
+static void creation_done(marin_future_t *f, int status, void *ud)
+{
+    creation_watch *cw = ud;
+    pthread_mutex_lock(&cw->s->mu);
+    int stopping = cw->s->stopping;
+    pthread_mutex_unlock(&cw->s->mu);
+    if (status == MARIN_OK || stopping)
+        return;
+    char code[16];
+    snprintf(code, sizeof code, "%d", status);
+    const char *why = marin_future_error(f);
+    /* Only a record still waiting for a host: one a host answered for
+     * (dead, alive) says more. */
+    const char *av[] = {"EVAL",
+                        "if redis.call('HGET', KEYS[1], 'state') == 'pending' then "
+                        "redis.call('HSET', KEYS[1], 'state', 'dead', 'code', ARGV[1], "
+                        "'error', ARGV[2]) "
+                        "if ARGV[3] ~= '' then redis.call('HDEL', KEYS[2], ARGV[3]) end end "
+                        "return 1",
+                        "2", cw->key, cw->names, code, why ? why : "creation failed", cw->name};
+    /* Calls already made, and later ones, fail on their futures with this
+     * code once a reaper drains the stream (as on local: not at call). */
+    marin__rconn_cmd(cw->s->cmd, 0, 0, NULL, NULL, 8, av, NULL);
+}
+
 static int ra_create(void *state, const marin__actor_class_entry *cls,
                      const marin__actor_spec *spec, const void *arg, size_t len,
                      marin_actor_t *a)
@@ -160,32 +242,7 @@ static int ra_create(void *state, const marin__actor_class_entry *cls,
     snprintf(id, sizeof id, "actor-%016llx", (unsigned long long)rnd);
     int rc;
     redisReply *r = NULL;
-    if (spec->name) {
-        char names[MARIN__RKEY_MAX];
-        snprintf(names, sizeof names, "%sactors", s->prefix);
-        const char *av[] = {"HSETNX", names, spec->name, id};
-        if ((rc = call_sync(s, &r, 4, av, NULL, "marin_actor_create")) != MARIN_OK)
-            return rc;
-        int taken = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
-        freeReplyObject(r);
-        if (taken) {
-            const char *g[] = {"HGET", names, spec->name};
-            if ((rc = call_sync(s, &r, 3, g, NULL, "marin_actor_create")) != MARIN_OK)
-                return rc;
-            char other[40] = "";
-            if (r->type == REDIS_REPLY_STRING)
-                snprintf(other, sizeof other, "%s", r->str);
-            freeReplyObject(r);
-            if (spec->get_if_exists && other[0]) {
-                char what[256];
-                snprintf(what, sizeof what, "named '%s'", spec->name);
-                return attach(s, other, a, "marin_actor_create", what);
-            }
-            return marin__err(MARIN_EEXIST, "marin_actor_create: an actor named '%s' already "
-                              "exists in namespace '%s' (id %s); use get_if_exists or another "
-                              "name", spec->name, s->cfg.ns, other);
-        }
-    }
+    int claimed = 0;
     /* The creation request: a task "@actor:<class>" of the actor's shape,
      * whose argument is the actor id. */
     char tname[MARIN_NAME_MAX + 16];
@@ -241,6 +298,39 @@ static int ra_create(void *state, const marin__actor_class_entry *cls,
     if ((rc = call_sync(s, &r, 26, h, hl, "marin_actor_create")) != MARIN_OK)
         goto out;
     freeReplyObject(r);
+    if (spec->name) {
+        /* The name is claimed after the record exists, so whoever finds it
+         * taken finds a record to attach to. */
+        char names[MARIN__RKEY_MAX];
+        snprintf(names, sizeof names, "%sactors", s->prefix);
+        const char *nx[] = {"HSETNX", names, spec->name, id};
+        if ((rc = call_sync(s, &r, 4, nx, NULL, "marin_actor_create")) != MARIN_OK)
+            goto out;
+        claimed = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        if (!claimed) {
+            const char *del[] = {"DEL", key};
+            if (call_sync(s, &r, 2, del, NULL, "marin_actor_create") == MARIN_OK)
+                freeReplyObject(r);
+            const char *gn[] = {"HGET", names, spec->name};
+            if ((rc = call_sync(s, &r, 3, gn, NULL, "marin_actor_create")) != MARIN_OK)
+                goto out;
+            char other[40] = "";
+            if (r->type == REDIS_REPLY_STRING)
+                snprintf(other, sizeof other, "%s", r->str);
+            freeReplyObject(r);
+            if (spec->get_if_exists && other[0]) {
+                char what[256];
+                snprintf(what, sizeof what, "named '%s'", spec->name);
+                rc = attach(s, other, a, "marin_actor_create", what);
+            } else {
+                rc = marin__err(MARIN_EEXIST, "marin_actor_create: an actor named '%s' "
+                                "already exists in namespace '%s' (id %s); use get_if_exists "
+                                "or another name", spec->name, s->cfg.ns, other);
+            }
+            goto out;
+        }
+    }
     if ((rc = call_sync(s, &r, 6, g, NULL, "marin_actor_create")) != MARIN_OK ||
         (freeReplyObject(r), (rc = call_sync(s, &r, 3, sa, NULL, "marin_actor_create"))) !=
             MARIN_OK)
@@ -262,6 +352,29 @@ static int ra_create(void *state, const marin__actor_class_entry *cls,
         marin__free(x);
         goto out; /* f: both references still ours */
     }
+    if (!spec->detached) {
+        struct owned_actor *oa = marin__calloc(1, sizeof *oa);
+        if (oa) {
+            snprintf(oa->id, sizeof oa->id, "%s", id);
+            pthread_mutex_lock(&s->actors->mu);
+            oa->next = s->actors->owned;
+            s->actors->owned = oa;
+            pthread_mutex_unlock(&s->actors->mu);
+        }
+    }
+    /* A creation that fails for good (no worker can host it within grace,
+     * retries spent, the runtime closed) leaves a dead record, so calls
+     * fail rather than wait for a host that never comes. */
+    creation_watch *cw = marin__calloc(1, sizeof *cw);
+    if (cw) {
+        cw->s = s;
+        snprintf(cw->key, sizeof cw->key, "%s", key);
+        snprintf(cw->stream, sizeof cw->stream, "%s", stream);
+        snprintf(cw->names, sizeof cw->names, "%sactors", s->prefix);
+        snprintf(cw->name, sizeof cw->name, "%s", spec->name ? spec->name : "");
+        if (marin_future_on_done(f, creation_done, cw, marin__free) != MARIN_OK)
+            marin__free(cw);
+    }
     f = NULL;
     a->impl = x;
     snprintf(a->id, sizeof a->id, "%s", id);
@@ -273,7 +386,7 @@ out:
     }
     marin__free(frame);
     marin_task_options_destroy(o);
-    if (rc != MARIN_OK && spec->name) {
+    if (rc != MARIN_OK && claimed) {
         char names[MARIN__RKEY_MAX];
         snprintf(names, sizeof names, "%sactors", s->prefix);
         const char *d[] = {"HDEL", names, spec->name};

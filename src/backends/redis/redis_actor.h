@@ -33,6 +33,8 @@ void marin__rhost_stop_all(struct marin__rworker *w);
 /* Under w->mu: fn for every call waiting in a hosted actor's mailbox. */
 void marin__rhost_each_queued(struct marin__rworker *w,
                               void (*fn)(struct marin__wtask *wt, void *ud), void *ud);
+/* Reactor: end hosted actors whose record says dead. */
+void marin__rhost_check_states(struct marin__rworker *w);
 /* Reactor: restart or fail the actors of dead hosts. */
 void marin__rhost_reap(struct marin__rworker *w);
 

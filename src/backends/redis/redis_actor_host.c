@@ -586,8 +586,12 @@ void marin__rhost_create(marin__rworker *w, marin__wtask *wt)
             snprintf(reason, sizeof reason, "actor %s (class '%s') could not be created: %s",
                      shown(h), h->cls->name, detail);
             snprintf(why, sizeof why, "%s", reason);
-            if (rc != MARIN_EUNAVAILABLE)
+            if (rc != MARIN_EUNAVAILABLE) {
+                /* The constructor's failure is the creation's outcome: final
+                 * (not retried), and the actor is dead for its callers. */
                 die(h, rc, reason);
+                wt->actor_dead = 1;
+            }
         }
     }
     if (rc == MARIN_OK && marin__res_copy(wt->msg.res, &h->res) != MARIN_OK) {
@@ -643,6 +647,37 @@ void marin__rhost_create(marin__rworker *w, marin__wtask *wt)
     marin__rworker_kick(w); /* read its call stream too */
 }
 
+/* End @p h on this host (killed): queued calls end ECANCELED, running
+ * ones are asked to stop and end ECANCELED when they return. */
+static void end_here(marin__rworker *w, marin__rhosted *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->killed = 1;
+    h->dead = 1;
+    fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ", "the actor was killed");
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_mutex_lock(&w->mu);
+    for (marin__wtask *r = w->running; r; r = r->next)
+        if (r->stream && strcmp(r->stream, h->stream) == 0) {
+            r->cancel_seen = 1;
+            if (r->t)
+                atomic_store(&r->t->cancel, 1);
+        }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Its threads are joined, fini runs and its resources come back on another
+ * thread (running calls may take a while to notice). */
+static void stop_here(marin__rworker *w, marin__rhosted *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->stop = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    start_sweep(w);
+}
+
 /* Reactor: a kill does not wait in line. Running calls are asked to stop
  * and end ECANCELED, queued ones too; the actor leaves this host. */
 static void kill_now(marin__rworker *w, marin__rhosted *h, marin__wtask *wt)
@@ -687,18 +722,8 @@ static void kill_now(marin__rworker *w, marin__rhosted *h, marin__wtask *wt)
         marin__rworker_finish(w, wt);
         return;
     }
-    h->dead = 1;
-    fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ", "the actor was killed");
-    pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
-    pthread_mutex_lock(&w->mu);
-    for (marin__wtask *r = w->running; r; r = r->next)
-        if (r->stream && strcmp(r->stream, h->stream) == 0) {
-            r->cancel_seen = 1;
-            if (r->t)
-                atomic_store(&r->t->cancel, 1);
-        }
-    pthread_mutex_unlock(&w->mu);
+    end_here(w, h);
     snprintf(why, sizeof why, "actor %s (class '%s') was killed", shown(h), h->cls->name);
     const char *av[] = {"HSET", h->key, "state", "dead", "code", "-5", "error", why};
     marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 8, av, NULL);
@@ -711,13 +736,7 @@ static void kill_now(marin__rworker *w, marin__rhosted *h, marin__wtask *wt)
     set_outcome(wt, MARIN_OK, NULL);
     wt->actor_dead = 1; /* the killer's driver refuses later calls at once */
     marin__rworker_finish(w, wt);
-    /* Its threads are joined, fini runs and its resources come back on
-     * another thread (running calls may take a while to notice). */
-    pthread_mutex_lock(&h->mu);
-    h->stop = 1;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    start_sweep(w);
+    stop_here(w, h);
 }
 
 int marin__rhost_take_call(marin__rworker *w, const char *stream, marin__wtask *wt)
@@ -886,4 +905,59 @@ void marin__rhost_each_queued(marin__rworker *w, void (*fn)(marin__wtask *wt, vo
             fn(wt, ud);
         pthread_mutex_unlock(&h->mu);
     }
+}
+
+/* ---- the record says dead (its creator closed, a kill by state) ---- */
+
+typedef struct state_check {
+    marin__rworker *w;
+    char stream[MARIN__RKEY_MAX];
+} state_check;
+
+static void state_reply(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud)
+{
+    (void)c;
+    (void)err;
+    state_check *sc = ud;
+    marin__rworker *w = sc->w;
+    int dead = rc == MARIN_OK && (reply->type == REDIS_REPLY_NIL ||
+                                  (reply->type == REDIS_REPLY_STRING &&
+                                   strcmp(reply->str, "dead") == 0));
+    if (dead) {
+        pthread_mutex_lock(&w->mu);
+        marin__rhosted *h = w->hosted;
+        while (h && strcmp(h->stream, sc->stream) != 0)
+            h = h->next;
+        pthread_mutex_unlock(&w->mu);
+        if (h) {
+            pthread_mutex_lock(&h->mu);
+            int already = h->dead || h->stop;
+            pthread_mutex_unlock(&h->mu);
+            if (!already) {
+                marin__log(w->rt, MARIN_LOG_INFO, "worker %s: actor %s is dead by its "
+                           "record; it leaves this host", w->id, shown(h));
+                end_here(w, h);
+                stop_here(w, h);
+            }
+        }
+    }
+    marin__free(sc);
+}
+
+void marin__rhost_check_states(marin__rworker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    for (marin__rhosted *h = w->hosted; h; h = h->next) {
+        if (h->stop)
+            continue;
+        state_check *sc = marin__malloc(sizeof *sc);
+        if (!sc)
+            break;
+        sc->w = w;
+        snprintf(sc->stream, sizeof sc->stream, "%s", h->stream);
+        const char *av[] = {"HGET", h->key, "state"};
+        if (marin__rconn_cmd(w->cmd, 0, 0, state_reply, sc, 3, av, NULL) != MARIN_OK)
+            marin__free(sc);
+    }
+    pthread_mutex_unlock(&w->mu);
 }

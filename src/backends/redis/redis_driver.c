@@ -461,9 +461,12 @@ static void handle_outcome(marin__redis *s, const redisReply *fields)
         snprintf(why, sizeof why, "%s", full);
         final = 1;
     }
-    if (is_call && died == 2) {
-        /* The actor is dead: later calls are refused at once (as on local). */
-        marin__ractors_note_dead(s, stream, why);
+    if (died == 2) {
+        /* The actor is dead: later calls are refused at once (as on local);
+         * a creation that failed so is final. */
+        if (is_call)
+            marin__ractors_note_dead(s, stream, why);
+        final = 1;
         died = 0;
     }
     int settled = marin__task_attempt_end(s->rt, t, attempt, code, result, rlen,

@@ -195,3 +195,27 @@ fail:
     *payload = NULL;
     return rc;
 }
+
+int marin__rtask_encode_raw(const char *name, const void *arg, size_t len, void **out,
+                            size_t *olen)
+{
+    marin__wbuf w;
+    marin__wbuf_init(&w);
+    marin__wbuf_str(&w, "");
+    marin__wbuf_str(&w, name);
+    marin__wbuf_str(&w, NULL);
+    marin__wbuf_bytes(&w, arg, len);
+    marin__wbuf_u32(&w, 0);
+    marin__wbuf_u32(&w, 0);
+    marin__wbuf_str(&w, "");
+    marin__wbuf_i32(&w, 0);
+    marin__wbuf_u8(&w, 0);
+    marin__wbuf_u64(&w, 0);
+    if (w.failed) {
+        marin__wbuf_free(&w);
+        return marin__err(MARIN_ENOMEM, "out of memory encoding a control call");
+    }
+    int rc = marin__frame_encode(MARIN__FRAME_RTASK, w.data, w.len, out, olen);
+    marin__wbuf_free(&w);
+    return rc;
+}

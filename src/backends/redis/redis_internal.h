@@ -158,6 +158,9 @@ int marin__rtask_encode(marin_runtime_t *rt, const struct marin__task *t, int64_
 /* Decode a frame; MARIN_EPROTO / MARIN_ETOOBIG with a message. */
 int marin__rtask_decode(const void *frame, size_t len, int64_t cap, marin__rtask_msg *m);
 void marin__rtask_msg_free(marin__rtask_msg *m);
+/* A control call ("@kill") with no task behind it. */
+int marin__rtask_encode_raw(const char *name, const void *arg, size_t len, void **out,
+                            size_t *olen);
 int marin__rresult_encode(const void *data, size_t len, int died, void **out, size_t *olen);
 /* *data borrowed from *payload (marin__free the payload). */
 int marin__rresult_decode(const void *frame, size_t len, int64_t cap, void **payload,

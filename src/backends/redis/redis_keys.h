@@ -49,10 +49,13 @@
  *                                    The driver XDELs what it read; the
  *                                    stream expires with the driver
  *                                    (PEXPIRE result_ttl, refreshed by
- *                                    every outcome and its heartbeat).
+ *                                    every outcome and its heartbeat) or
+ *                                    is deleted by JANITOR once d:<driver>
+ *                                    is gone, or at close.
  *  drivers                   HASH    driver id -> JSON {host,pid,hb_ms,
  *                                    submitted,succeeded,failed,
- *                                    outstanding}
+ *                                    outstanding}; HDEL at close, or by
+ *                                    JANITOR once d:<driver> is gone
  *  d:<driver>                STRING  driver heartbeat (wall ms), PX
  *                                    driver_ttl
  *  workers                   HASH    worker id -> JSON {name,host,pid,
@@ -65,7 +68,9 @@
  *                                    against); classes: the class names;
  *                                    rd_client: CLIENT ID of its reading
  *                                    connection (drivers CLIENT UNBLOCK it
- *                                    when they create a queue).
+ *                                    when they create a queue). HDEL on a
+ *                                    clean stop, or by JANITOR once
+ *                                    w:<worker> is gone.
  *  w:<worker>                STRING  worker heartbeat, PX worker_ttl (SET
  *                                    NX at start: one live worker per id)
  *  cancel:<driver>:<seq>     STRING  "1", PX result_ttl: a cancelled task
@@ -81,7 +86,8 @@
  *                                    create; HDEL when the actor dies)
  *  actor_ids                 SET     every actor id (SADD at create); the
  *                                    reaper samples it (SRANDMEMBER) and
- *                                    SREMs ids whose hash is gone
+ *                                    SREMs ids whose hash is gone; marin
+ *                                    status lists them
  *  actor:<id>                HASH    the actor's record:
  *                                      class, name ("" anonymous),
  *                                      arg (constructor argument),

@@ -1079,6 +1079,7 @@ static void hb_fire(void *arg)
     heartbeat(w);
     refresh_queues(w);
     poll_cancels(w);
+    marin__rhost_check_states(w);
     int64_t now = mono_ms();
     if (now - w->last_reclaim >= w->s->cfg.reclaim_ms) {
         w->last_reclaim = now;
