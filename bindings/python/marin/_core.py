@@ -203,6 +203,9 @@ def _register_trampoline():
         rc = lib.marin_register_task(PY_TASK, lib.marin_py_task, ffi.NULL)
         if rc not in (0, lib.MARIN_EEXIST):
             check(rc)
+        # the generic actor class of pickled Python actors, beside the task
+        from ._actor import _register_generic
+        _register_generic()
         _trampoline_registered = True
 
 
@@ -374,10 +377,11 @@ def _result_of(ref, data, length):
 
 def _message(ref, slot):
     msg = ffi.string(lib.marin_future_error(ref._fut)).decode("utf-8", "replace")
-    if slot is not None and slot.what and "'call" in msg:
+    what = slot.what if slot is not None else getattr(ref._decode, "what", None)
+    if what and "'call" in msg:
         # actor calls travel as the C methods "call"/"call_idempotent"
-        msg = msg.replace("call 'call_idempotent'", "call '%s'" % slot.what, 1)
-        msg = msg.replace("call 'call'", "call '%s'" % slot.what, 1)
+        msg = msg.replace("call 'call_idempotent'", "call '%s'" % what, 1)
+        msg = msg.replace("call 'call'", "call '%s'" % what, 1)
     return msg
 
 

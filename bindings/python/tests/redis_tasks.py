@@ -84,3 +84,43 @@ def record_and_block(log_path, release_path, seconds=20.0):
 def shout(arg):
     """A task registered by name: bytes in, bytes out (marin.call)."""
     return arg.upper() + b"!"
+
+
+# ---------------------------------------------------------------- actors
+
+@marin.remote
+class Tally:
+    """An actor for test_redis.py: hosted by a Python worker (its class
+    travels as redis_tasks:Tally), called from the driver and from tasks."""
+
+    def __init__(self, start=0, *, tag="t"):
+        self.total = start
+        self.seen = []
+        self.tag = tag
+
+    def add(self, x, who="driver"):
+        self.total += x
+        self.seen.append((who, x))
+        return self.total
+
+    def state(self):
+        return self.total, list(self.seen)
+
+    def where(self):
+        return os.getpid()
+
+    def fail(self, what):
+        raise KeyError("no such entry: %s" % what)
+
+
+def bump_named(name, who, times):
+    """A task that finds the named actor and calls it @times times (in
+    order, through one handle); returns what the last call saw."""
+    h = marin.get_actor(name)
+    refs = [h.add.remote(1, who) for _ in range(times)]
+    return marin.get(refs, timeout=30)
+
+
+def bump_by_handle(handle, who):
+    """A task given the handle itself (it travels as the actor's id)."""
+    return marin.get(handle.add.remote(100, who), timeout=30)

@@ -481,3 +481,38 @@ def test_constructor_failure_surfaces_on_calls(rt):
 def test_ready(rt):
     c = Counter.remote()
     assert c.ready(timeout=10) is True
+
+
+# The way of remote backends (redis://), where a Python actor is an instance
+# of the generic C class "marin.py.actor" whose constructor and call
+# arguments travel pickled, run here on the local backend (test_redis.py
+# runs it across processes).
+@pytest.fixture
+def pickled_rt(rt, monkeypatch):
+    import marin._actor
+    monkeypatch.setattr(marin._actor, "_force_pickled", True)
+    yield rt
+
+
+@pytest.mark.parametrize("case", [
+    test_remote_class_with_constructor_args, test_marin_actor_decorator,
+    test_thousand_pipelined_calls_run_in_order, test_named_actor_get_if_exists_and_get_actor,
+    test_method_exception_is_task_error, test_method_error_message_names_the_method,
+    test_kill_named_actor_frees_the_name, test_actor_shared_by_tasks,
+    test_max_concurrency_allows_overlap, test_restart_with_state_from_checkpoint,
+    test_calls_queued_behind_a_crash_run_after_the_restart, test_idempotent_method_is_replayed,
+    test_checkpoint_on_request, test_decorated_class_restarts_with_state,
+    test_getstate_decides_what_survives, test_constructor_failure_surfaces_on_calls],
+    ids=lambda f: f.__name__[5:])
+def test_pickled_actors(pickled_rt, case):
+    case(pickled_rt)
+
+
+def test_pickled_actor_ref_argument_is_got_first(pickled_rt):
+    c = Counter.remote()
+    ok = marin.remote(lambda: 5).remote()
+    assert marin.get(c.incr.remote(ok)) == 5
+    bad = marin.remote(lambda: 1 // 0).options(max_retries=0).remote()
+    with pytest.raises(ZeroDivisionError):
+        c.incr.remote(bad)  # raised by .remote(): the caller got the ref
+    assert marin.get(c.get.remote()) == 5

@@ -3,10 +3,8 @@ worker processes (`python3 -m marin.worker --backend URI --import
 redis_tasks`) that meet in a real redis-server started for this module.
 
 Each test has a namespace of its own and starts the workers it needs.
-Actors are not tested here: the Redis backend runs them (tests/test_actor.c,
-meson test actor_on_redis), but a Python actor's constructor and call
-arguments stay in the driver process, so these Python workers cannot host
-one (only a worker inside the driver, worker_resources=, can).
+Python actors (f) are hosted by those workers: their constructor and call
+arguments travel pickled (the generic C actor class "marin.py.actor").
 """
 import os
 import shutil
@@ -340,3 +338,124 @@ def test_worker_command_line_errors(redis_port, tmp_path):
                           env={k: v for k, v in env.items() if k != "MARIN_BACKEND"},
                           capture_output=True, timeout=30)
     assert none.returncode == 2 and b"--backend" in none.stderr
+
+
+# ---------------------------------------------------------------- (f) actors
+
+def test_named_actor_hosted_by_a_python_worker(cluster):
+    """A named actor created by the driver (which hosts nothing) lives in a
+    Python worker process; the driver and tasks on the workers call it, in
+    order, and its state is kept between calls."""
+    w = cluster.start_worker(cpus=2)
+    t = redis_tasks.Tally.options(name="tally").remote(10, tag="x")
+    assert t.ready(timeout=20) is True
+    assert marin.get(t.where.remote(), timeout=20) == w.pid != os.getpid()
+    # calls through one handle run in the order made
+    assert marin.get([t.add.remote(i) for i in range(1, 51)], timeout=20) == \
+        [10 + i * (i + 1) // 2 for i in range(1, 51)]
+    # a ref as an argument: its value (got in the driver) travels
+    sq = marin.remote(redis_tasks.square).remote(4)
+    assert marin.get(t.add.remote(sq, who="ref"), timeout=20) == 10 + 1275 + 16
+    # from tasks on the workers: by name, and by a handle passed as argument
+    bump = marin.remote(redis_tasks.bump_named)
+    runs = marin.get([bump.remote("tally", "task%d" % k, 5) for k in range(3)], timeout=30)
+    for seen in runs:
+        assert seen == sorted(seen) and len(set(seen)) == 5  # each task's calls in order
+    by_handle = marin.get(marin.remote(redis_tasks.bump_by_handle).remote(t, "h"), timeout=30)
+    total, seen = marin.get(t.state.remote(), timeout=20)
+    assert total == by_handle == 10 + 1275 + 16 + 15 + 100
+    assert [x for who, x in seen if who == "driver"] == list(range(1, 51))
+    assert sum(1 for who, _ in seen if who.startswith("task")) == 15
+    # the driver finds it by name too; a lookup gives the same actor
+    h = marin.get_actor("tally")
+    assert marin.get(h.state.remote(), timeout=20)[0] == total
+    # a method's exception: its type, message and traceback from the worker
+    with pytest.raises(KeyError) as info:
+        marin.get(t.fail.remote("k7"), timeout=20)
+    e = info.value
+    assert isinstance(e, marin.TaskError) and e.remote_type == "KeyError"
+    assert "no such entry: k7" in e.remote_message
+    assert "redis_tasks.py" in e.traceback_text and "Tally.fail" in str(e)
+    assert marin.get(t.add.remote(0), timeout=20) == total  # the actor lives on
+    # get_if_exists attaches to it; the same name without it is taken
+    again = redis_tasks.Tally.options(name="tally", get_if_exists=True).remote()
+    assert marin.get(again.state.remote(), timeout=20)[0] == total
+    with pytest.raises(marin.ExistsError):
+        redis_tasks.Tally.options(name="tally").remote()
+    # kill: the name is free, calls fail
+    marin.kill(t)
+    with pytest.raises(marin.MarinError):
+        marin.get(t.add.remote(1), timeout=20)
+    _wait_for(lambda: _not_found("tally"), "the name to be freed")
+    fresh = redis_tasks.Tally.options(name="tally").remote(7)
+    assert marin.get(fresh.state.remote(), timeout=20) == (7, [])
+
+
+def _not_found(name):
+    try:
+        marin.get_actor(name)
+    except marin.NotFoundError:
+        return True
+    return False
+
+
+def test_actor_of_main_by_value_and_constructor_failure(cluster):
+    cluster.start_worker(cpus=1)
+    main_ns = {"__name__": "__main__", "marin": marin}
+    exec("class Box:\n"
+         "    def __init__(self, v):\n"
+         "        self.v = v\n"
+         "    def get(self):\n"
+         "        return self.v\n"
+         "    def put(self, f):\n"
+         "        self.v = f(self.v)\n"
+         "        return self.v\n"
+         "class Broken:\n"
+         "    def __init__(self, why):\n"
+         "        raise ValueError(why)\n"
+         "    def ping(self):\n"
+         "        return 'pong'\n", main_ns)
+    box = marin.remote(main_ns["Box"]).remote([1])
+    assert marin.get(box.get.remote(), timeout=20) == [1]
+    assert marin.get(box.put.remote(lambda v: v + [2]), timeout=20) == [1, 2]
+    broken = marin.remote(main_ns["Broken"]).remote("no config file")
+    with pytest.raises(ValueError) as info:
+        broken.ready(timeout=20)
+    assert "no config file" in str(info.value)
+    with pytest.raises(marin.MarinError) as info:
+        marin.get(broken.ping.remote(), timeout=20)
+    assert "no config file" in str(info.value)
+
+
+def test_actor_restarts_on_another_worker_after_its_host_is_killed(cluster):
+    """Its host kill -9'ed, an actor with max_restarts=1 comes back on
+    another worker from its last checkpoint (checkpoint_every=1: every
+    acknowledged call; marin.checkpoint: on request), or, without one, from
+    its constructor (as Ray); with no restarts left it is gone."""
+    first = cluster.start_worker(cpus=1)
+    every = redis_tasks.Tally.options(name="every", max_restarts=1,
+                                      checkpoint_every=1).remote(100)
+    asked = redis_tasks.Tally.options(name="asked", max_restarts=1).remote(100)
+    reset = redis_tasks.Tally.options(name="reset", max_restarts=1).remote(100)
+    once = redis_tasks.Tally.options(name="once").remote(100)  # max_restarts 0
+    for a in (every, asked, reset, once):
+        assert marin.get(a.where.remote(), timeout=20) == first.pid
+        assert marin.get([a.add.remote(1), a.add.remote(2)], timeout=20) == [101, 103]
+    marin.checkpoint(asked)
+    assert marin.get(asked.add.remote(4), timeout=20) == 107  # after it: lost
+    second = cluster.start_worker(cpus=1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    for a in (every, asked, reset):
+        assert marin.get(a.where.remote(), timeout=30) == second.pid
+    both = [("driver", 1), ("driver", 2)]
+    assert marin.get(every.state.remote(), timeout=20) == (103, both)
+    assert marin.get(asked.state.remote(), timeout=20) == (103, both)
+    assert marin.get(reset.state.remote(), timeout=20) == (100, [])
+    assert marin.get(every.add.remote(4), timeout=20) == 107  # it goes on
+    with pytest.raises(marin.WorkerDiedError) as info:  # no restarts left: gone
+        marin.get(once.state.remote(), timeout=30)
+    assert "max_restarts (0) is spent" in str(info.value)
+    marin.kill(every)
+    with pytest.raises(marin.MarinError):
+        marin.get(every.add.remote(1), timeout=20)

@@ -463,6 +463,9 @@ static void *actor_thread(void *p)
             /* Its budget is spent: this crash ends the actor. */
             wt->actor_dead = h->max_restarts >= 0 && h->restarts >= h->max_restarts;
             pthread_mutex_unlock(&h->mu);
+            /* The record says so before the caller hears of the crash, so a
+             * ready() after it waits for the rebuild. */
+            hset(h->w, h->key, "state", "restarting", 10);
             if (!idem)
                 marin__rworker_finish(h->w, wt);
             crash_restart(h);
@@ -697,8 +700,12 @@ static void kill_now(marin__rworker *w, marin__rhosted *h, marin__wtask *wt)
     h->killed = 1;
     if (!no_restart) {
         /* Running and queued calls end ECANCELED; the instance is rebuilt
-         * (counted as a restart) once the running ones return. */
+         * (counted as a restart) once the running ones return. The record
+         * says "restarting" before the kill is answered (same connection,
+         * in order), so a ready() after the kill waits for the rebuild. */
         h->restarting = 1;
+        const char *rs[] = {"HSET", h->key, "state", "restarting"};
+        marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 4, rs, NULL);
         fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ", "the actor was killed");
         pthread_mutex_unlock(&h->mu);
         pthread_mutex_lock(&w->mu);
