@@ -32,6 +32,7 @@ struct marin__rdriver_loop {
     marin__job start_job;
     marin__redis *s;
     int grace_inflight;
+    int64_t last_reap;
 };
 
 static int64_t mono_ms(void)
@@ -734,6 +735,67 @@ static void driver_heartbeat_send(marin__redis *s)
     marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 3, c, NULL);
 }
 
+/* ---- the driver reaps too: with no live worker left, the entries of a
+ * dead one would otherwise wait for a worker to come (tasks then fail after
+ * grace_ms instead of hanging; actors of a dead host are restarted or
+ * failed) ---- */
+
+typedef struct dreap {
+    marin__redis *s;
+    char stream[MARIN__RKEY_MAX];
+} dreap;
+
+static void dreap_reply(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud)
+{
+    (void)c;
+    (void)err;
+    dreap *d = ud;
+    marin__redis *s = d->s;
+    if (rc == MARIN_OK && reply->type == REDIS_REPLY_ARRAY && !s->loop->stopped) {
+        for (size_t i = 0; i < reply->elements; i++) {
+            const redisReply *cons = reply->element[i];
+            const redisReply *name = field(cons, "name"), *pending = field(cons, "pending");
+            if (!name || name->type != REDIS_REPLY_STRING || !pending ||
+                pending->type != REDIS_REPLY_INTEGER || pending->integer == 0)
+                continue;
+            char dead[128], ttl[24], msg[256];
+            snprintf(dead, sizeof dead, "%.*s", (int)(name->len < 100 ? name->len : 100),
+                     name->str);
+            snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.result_ttl_ms);
+            snprintf(msg, sizeof msg, "worker %s died (its heartbeat expired after "
+                     "worker_ttl_ms=%lld ms) while running the task", dead,
+                     (long long)s->cfg.worker_ttl_ms);
+            const char *args[] = {d->stream, MARIN__RGROUP_WORKERS, dead, s->prefix, "100", ttl,
+                                  msg, "0"};
+            marin__redis_eval(s->cmd, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 7, args, NULL);
+        }
+    }
+    marin__free(d);
+}
+
+static void driver_reap(marin__redis *s)
+{
+    pthread_mutex_lock(&s->mu);
+    for (marin__rqueue *q = s->queues; q; q = q->next) {
+        if (!q->pending)
+            continue;
+        dreap *d = marin__malloc(sizeof *d);
+        if (!d)
+            break;
+        d->s = s;
+        snprintf(d->stream, sizeof d->stream, "%s", q->key);
+        const char *a[] = {"XINFO", "CONSUMERS", d->stream, MARIN__RGROUP_WORKERS};
+        if (marin__rconn_cmd(s->cmd, 0, 0, dreap_reply, d, 4, a, NULL) != MARIN_OK)
+            marin__free(d);
+    }
+    pthread_mutex_unlock(&s->mu);
+    char ids[MARIN__RKEY_MAX], ttl[24];
+    snprintf(ids, sizeof ids, "%sactor_ids", s->prefix);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.result_ttl_ms);
+    const char *args[] = {ids, s->prefix, ttl, "200"};
+    marin__redis_eval(s->cmd, 0, MARIN__RS_ACTOR_REAP, NULL, NULL, 1, 3, args, NULL);
+}
+
 static void hb_fire(void *arg)
 {
     marin__redis *s = arg;
@@ -755,6 +817,11 @@ static void hb_fire(void *arg)
         if (marin__redis_eval(s->cmd, 0, MARIN__RS_LIVE, grace_reply, s, 1, 1, args, NULL) ==
             MARIN_OK)
             s->loop->grace_inflight = 1;
+    }
+    int64_t now = mono_ms();
+    if (now - s->loop->last_reap >= s->cfg.reclaim_ms) {
+        s->loop->last_reap = now;
+        driver_reap(s);
     }
     /* The outcomes read must go on even when a read was lost. */
     read_done(s);
