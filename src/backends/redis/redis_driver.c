@@ -21,33 +21,6 @@
 #include "runtime_impl.h"
 #include "redis_actor.h"
 
-struct marin__rdriver_loop {
-    marin__timer *hb;           /* heartbeat + grace check */
-    marin__timer *retry;        /* re-issue the read after a failure */
-    int stopped;                /* reactor: no more reads or timers */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop_done;
-    marin__job stop_job;
-    marin__job start_job;
-    marin__redis *s;
-    int grace_inflight;
-    int64_t last_reap;
-};
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the table (under s->mu) ---- */
 
@@ -98,7 +71,7 @@ static marin__rtask *table_find(marin__redis *s, uint64_t seq)
     return NULL;
 }
 
-static marin__rtask *table_take(marin__redis *s, uint64_t seq)
+marin__rtask *marin__rdriver_table_take(marin__redis *s, uint64_t seq)
 {
     if (!s->nbuckets)
         return NULL;
@@ -187,7 +160,7 @@ static int send_entry(marin__redis *s, uint64_t seq, const char *stream, int att
 }
 
 /* Settle a record taken out of the table with a failure of our own. */
-static void fail_taken(marin__redis *s, marin__rtask *r, unsigned state, int code,
+void marin__rdriver_fail_taken(marin__redis *s, marin__rtask *r, unsigned state, int code,
                        const char *msg)
 {
     marin_future_t *f = marin__task_future(r->t);
@@ -222,10 +195,10 @@ static void xadd_done(marin__rconn *c, redisReply *reply, int rc, const char *er
     else
         snprintf(msg, sizeof msg, "the task's entry could not be sent: %s", err);
     pthread_mutex_lock(&s->mu);
-    marin__rtask *r = table_take(s, seq);
+    marin__rtask *r = marin__rdriver_table_take(s, seq);
     pthread_mutex_unlock(&s->mu);
     if (r)
-        fail_taken(s, r, MARIN_FUTURE_FAILED, rc == MARIN_OK ? MARIN_EUNAVAILABLE : rc, msg);
+        marin__rdriver_fail_taken(s, r, MARIN_FUTURE_FAILED, rc == MARIN_OK ? MARIN_EUNAVAILABLE : rc, msg);
 }
 
 /* A new queue: workers blocked in a read learn of it now rather than at
@@ -270,7 +243,7 @@ static int launch(marin__redis *s, struct marin__task *t, const char *stream, co
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
-        fail_taken(s, r, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED,
+        marin__rdriver_fail_taken(s, r, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED,
                    "cancelled: the runtime closed before the task was queued");
         return MARIN_OK;
     }
@@ -306,10 +279,10 @@ static int launch(marin__redis *s, struct marin__task *t, const char *stream, co
         wake_workers(s);
     if (rc != MARIN_OK) {
         pthread_mutex_lock(&s->mu);
-        marin__rtask *taken = table_take(s, t->seq);
+        marin__rtask *taken = marin__rdriver_table_take(s, t->seq);
         pthread_mutex_unlock(&s->mu);
         if (taken)
-            fail_taken(s, taken, MARIN_FUTURE_FAILED, rc, marin__err_msg());
+            marin__rdriver_fail_taken(s, taken, MARIN_FUTURE_FAILED, rc, marin__err_msg());
     }
     return MARIN_OK;
 }
@@ -354,7 +327,7 @@ int marin__rdriver_cancel(void *state, struct marin__task *t)
     pthread_mutex_lock(&s->mu);
     marin__rtask *r = table_find(s, t->seq);
     if (r && r->t == t)
-        r = table_take(s, t->seq);
+        r = marin__rdriver_table_take(s, t->seq);
     else
         r = NULL;
     pthread_mutex_unlock(&s->mu);
@@ -378,24 +351,11 @@ int marin__rdriver_cancel(void *state, struct marin__task *t)
 
 /* ---- outcomes ---- */
 
-static const redisReply *field(const redisReply *fields, const char *name)
-{
-    if (!fields || fields->type != REDIS_REPLY_ARRAY)
-        return NULL;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const redisReply *k = fields->element[i];
-        if (k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
-            memcmp(k->str, name, k->len) == 0)
-            return fields->element[i + 1];
-    }
-    return NULL;
-}
-
 static void handle_outcome(marin__redis *s, const redisReply *fields)
 {
-    const redisReply *fs = field(fields, "s"), *fa = field(fields, "a"),
-                     *fc = field(fields, "c"), *ff = field(fields, "f"),
-                     *fm = field(fields, "m"), *fw = field(fields, "w");
+    const redisReply *fs = marin__redis_field(fields, "s"), *fa = marin__redis_field(fields, "a"),
+                     *fc = marin__redis_field(fields, "c"), *ff = marin__redis_field(fields, "f"),
+                     *fm = marin__redis_field(fields, "m"), *fw = marin__redis_field(fields, "w");
     if (!fs || !fa || !fc || (!ff && !fm)) {
         marin__log(s->rt, MARIN_LOG_WARN, "redis: an entry of done:%s lacks its fields; "
                    "ignored", s->driver_id);
@@ -410,7 +370,7 @@ static void handle_outcome(marin__redis *s, const redisReply *fields)
         pthread_mutex_unlock(&s->mu); /* stale: a reclaimed or cancelled attempt */
         return;
     }
-    table_take(s, seq);
+    marin__rdriver_table_take(s, seq);
     pthread_mutex_unlock(&s->mu);
 
     void *payload = NULL;
@@ -483,14 +443,14 @@ static void handle_outcome(marin__redis *s, const redisReply *fields)
     }
 }
 
-static void read_done(marin__redis *s);
+void marin__rdriver_read_done(marin__redis *s);
 
 static void retry_fire(void *arg)
 {
     marin__redis *s = arg;
     marin__timer_cancel(s->rt, s->loop->retry); /* disposes the fired timer */
     s->loop->retry = NULL;
-    read_done(s);
+    marin__rdriver_read_done(s);
 }
 
 static void read_reply(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud)
@@ -543,10 +503,10 @@ static void read_reply(marin__rconn *c, redisReply *reply, int rc, const char *e
                 marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, (int)nd, dav, dal);
         }
     }
-    read_done(s);
+    marin__rdriver_read_done(s);
 }
 
-static void read_done(marin__redis *s)
+void marin__rdriver_read_done(marin__redis *s)
 {
     if (s->loop->stopped || s->reading)
         return;
@@ -565,276 +525,13 @@ static void read_done(marin__redis *s)
     }
 }
 
-/* ---- heartbeat and the grace period ---- */
-
-typedef struct live_worker {
-    json_t *tasks;
-    marin_resources_t *res;
-} live_worker;
-
-/* Fail every outstanding task of queue @p q (under nothing). */
-static void fail_queue(marin__redis *s, marin__rqueue *q, int code, const char *why)
-{
-    for (;;) {
-        marin__rtask *r = NULL;
-        pthread_mutex_lock(&s->mu);
-        for (size_t i = 0; i < s->nbuckets && !r; i++)
-            for (marin__rtask *x = s->buckets[i]; x; x = x->next)
-                if (x->q == q) {
-                    r = table_take(s, x->seq);
-                    break;
-                }
-        pthread_mutex_unlock(&s->mu);
-        if (!r)
-            return;
-        if (r->entry_id[0]) {
-            const char *del[] = {"XDEL", r->stream, r->entry_id};
-            marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 3, del, NULL);
-        }
-        char id[64], msg[2048];
-        marin__task_format_id(s->rt, r->t, id, sizeof id);
-        snprintf(msg, sizeof msg, "task '%s' (%s) cannot run: %s", r->t->name, id, why);
-        fail_taken(s, r, MARIN_FUTURE_FAILED, code, msg);
-    }
-}
-
-static void grace_reply(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud)
-{
-    (void)c;
-    (void)err;
-    marin__redis *s = ud;
-    s->loop->grace_inflight = 0;
-    if (rc != MARIN_OK || reply->type != REDIS_REPLY_ARRAY || s->loop->stopped)
-        return;
-    size_t n = reply->elements;
-    live_worker *lw = marin__calloc(n ? n : 1, sizeof *lw);
-    if (!lw)
-        return;
-    long long wake[64];
-    size_t nwake = 0;
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *e = reply->element[i];
-        if (e->type != REDIS_REPLY_STRING)
-            continue;
-        json_t *j = json_loadb(e->str, e->len, 0, NULL);
-        if (!j)
-            continue;
-        json_int_t rid = json_integer_value(json_object_get(j, "rd_client"));
-        if (rid > 0 && nwake < 64)
-            wake[nwake++] = (long long)rid;
-        json_t *tasks = json_object_get(j, "tasks");
-        const char *res = json_string_value(json_object_get(j, "resources"));
-        if (json_is_array(tasks) && res && marin_resources_parse(res, &lw[i].res) == MARIN_OK)
-            lw[i].tasks = json_incref(tasks);
-        json_decref(j);
-    }
-    pthread_mutex_lock(&s->mu);
-    memcpy(s->wake_ids, wake, nwake * sizeof *wake);
-    s->nwake = nwake;
-    pthread_mutex_unlock(&s->mu);
-    int64_t now = mono_ms();
-    /* Judge each queue with outstanding tasks. */
-    marin__rqueue *expired[64];
-    int codes[64];
-    char whys[64][512];
-    size_t nexp = 0;
-    pthread_mutex_lock(&s->mu);
-    for (marin__rqueue *q = s->queues; q; q = q->next) {
-        if (!q->pending) {
-            q->unrunnable_since = 0;
-            continue;
-        }
-        int named = 0, fits = 0;
-        for (size_t i = 0; i < n && !fits; i++) {
-            if (!lw[i].tasks)
-                continue;
-            size_t k;
-            json_t *v;
-            int has = 0;
-            json_array_foreach(lw[i].tasks, k, v) {
-                const char *name = json_string_value(v);
-                if (name && strcmp(name, q->task) == 0)
-                    has = 1;
-            }
-            if (has) {
-                named = 1;
-                if (marin__redis_fits(q->res, lw[i].res))
-                    fits = 1;
-            }
-        }
-        if (fits) {
-            if (q->unrunnable_since)
-                marin__log(s->rt, MARIN_LOG_INFO, "redis: a worker that can run '%s' (%s) "
-                           "is live again", q->task, q->key + strlen(s->prefix));
-            q->unrunnable_since = 0;
-            continue;
-        }
-        char shape[256];
-        marin__redis_shape(q->res, shape, sizeof shape);
-        char why[512];
-        int code = named ? MARIN_EINFEASIBLE : MARIN_ENOTFOUND;
-        if (named)
-            snprintf(why, sizeof why, "no live worker has the capacity for %s (it waited "
-                     "grace_ms=%lld ms; start a worker with more resources or ask for "
-                     "less)", shape, (long long)s->cfg.grace_ms);
-        else
-            snprintf(why, sizeof why, "no live worker registers task '%s' (it waited "
-                     "grace_ms=%lld ms; %zu live worker%s; start a marin-worker that loads "
-                     "it)", q->task, (long long)s->cfg.grace_ms, n, n == 1 ? "" : "s");
-        if (!q->unrunnable_since) {
-            q->unrunnable_since = now;
-            q->unrunnable_code = code;
-            marin__log(s->rt, MARIN_LOG_WARN, "redis: %zu task%s of '%s' (%s) wait%s: no "
-                       "live worker %s; they fail after grace_ms=%lld ms", q->pending,
-                       q->pending == 1 ? "" : "s", q->task, shape, q->pending == 1 ? "s" : "",
-                       named ? "has the capacity" : "registers the task",
-                       (long long)s->cfg.grace_ms);
-        } else if (now - q->unrunnable_since >= s->cfg.grace_ms && nexp < 64) {
-            codes[nexp] = code;
-            snprintf(whys[nexp], sizeof whys[nexp], "%s", why);
-            expired[nexp++] = q;
-            q->unrunnable_since = 0;
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < n; i++) {
-        json_decref(lw[i].tasks);
-        marin_resources_destroy(lw[i].res);
-    }
-    marin__free(lw);
-    for (size_t i = 0; i < nexp; i++)
-        fail_queue(s, expired[i], codes[i], whys[i]);
-}
-
-static void driver_heartbeat_send(marin__redis *s)
-{
-    char key[MARIN__RKEY_MAX], hash[MARIN__RKEY_MAX], done[MARIN__RKEY_MAX], ttl[24],
-        rttl[24], json[512], now[24];
-    snprintf(key, sizeof key, "%sd:%s", s->prefix, s->driver_id);
-    snprintf(hash, sizeof hash, "%sdrivers", s->prefix);
-    snprintf(done, sizeof done, "%sdone:%s", s->prefix, s->driver_id);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.driver_ttl_ms);
-    snprintf(rttl, sizeof rttl, "%lld", (long long)s->cfg.result_ttl_ms);
-    snprintf(now, sizeof now, "%lld", (long long)wall_ms());
-    char host[128] = "";
-    gethostname(host, sizeof host - 1);
-    size_t running;
-    pthread_mutex_lock(&s->mu);
-    running = s->ntasks;
-    pthread_mutex_unlock(&s->mu);
-    snprintf(json, sizeof json, "{\"host\":\"%s\",\"pid\":%d,\"hb_ms\":%s,\"submitted\":%llu,"
-             "\"succeeded\":%llu,\"failed\":%llu,\"outstanding\":%zu}", host, (int)getpid(),
-             now, (unsigned long long)atomic_load(&s->submitted),
-             (unsigned long long)atomic_load(&s->succeeded),
-             (unsigned long long)atomic_load(&s->failed), running);
-    const char *a[] = {"SET", key, now, "PX", ttl};
-    const char *b[] = {"HSET", hash, s->driver_id, json};
-    const char *c[] = {"PEXPIRE", done, rttl};
-    marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 5, a, NULL);
-    marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 4, b, NULL);
-    marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 3, c, NULL);
-}
-
-/* ---- the driver reaps too: with no live worker left, the entries of a
- * dead one would otherwise wait for a worker to come (tasks then fail after
- * grace_ms instead of hanging; actors of a dead host are restarted or
- * failed) ---- */
-
-typedef struct dreap {
-    marin__redis *s;
-    char stream[MARIN__RKEY_MAX];
-} dreap;
-
-static void dreap_reply(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud)
-{
-    (void)c;
-    (void)err;
-    dreap *d = ud;
-    marin__redis *s = d->s;
-    if (rc == MARIN_OK && reply->type == REDIS_REPLY_ARRAY && !s->loop->stopped) {
-        for (size_t i = 0; i < reply->elements; i++) {
-            const redisReply *cons = reply->element[i];
-            const redisReply *name = field(cons, "name"), *pending = field(cons, "pending");
-            if (!name || name->type != REDIS_REPLY_STRING || !pending ||
-                pending->type != REDIS_REPLY_INTEGER || pending->integer == 0)
-                continue;
-            char dead[128], ttl[24], msg[256];
-            snprintf(dead, sizeof dead, "%.*s", (int)(name->len < 100 ? name->len : 100),
-                     name->str);
-            snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.result_ttl_ms);
-            snprintf(msg, sizeof msg, "worker %s died (its heartbeat expired after "
-                     "worker_ttl_ms=%lld ms) while running the task", dead,
-                     (long long)s->cfg.worker_ttl_ms);
-            const char *args[] = {d->stream, MARIN__RGROUP_WORKERS, dead, s->prefix, "100", ttl,
-                                  msg, "0"};
-            marin__redis_eval(s->cmd, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 7, args, NULL);
-        }
-    }
-    marin__free(d);
-}
-
-static void driver_reap(marin__redis *s)
-{
-    pthread_mutex_lock(&s->mu);
-    for (marin__rqueue *q = s->queues; q; q = q->next) {
-        if (!q->pending)
-            continue;
-        dreap *d = marin__malloc(sizeof *d);
-        if (!d)
-            break;
-        d->s = s;
-        snprintf(d->stream, sizeof d->stream, "%s", q->key);
-        const char *a[] = {"XINFO", "CONSUMERS", d->stream, MARIN__RGROUP_WORKERS};
-        if (marin__rconn_cmd(s->cmd, 0, 0, dreap_reply, d, 4, a, NULL) != MARIN_OK)
-            marin__free(d);
-    }
-    pthread_mutex_unlock(&s->mu);
-    char ids[MARIN__RKEY_MAX], ttl[24];
-    snprintf(ids, sizeof ids, "%sactor_ids", s->prefix);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.result_ttl_ms);
-    const char *args[] = {ids, s->prefix, ttl, "200"};
-    marin__redis_eval(s->cmd, 0, MARIN__RS_ACTOR_REAP, NULL, NULL, 1, 3, args, NULL);
-}
-
-static void hb_fire(void *arg)
-{
-    marin__redis *s = arg;
-    marin__timer_cancel(s->rt, s->loop->hb); /* disposes the fired timer */
-    s->loop->hb = NULL;
-    if (s->loop->stopped)
-        return;
-    driver_heartbeat_send(s);
-    int any = 0;
-    pthread_mutex_lock(&s->mu);
-    for (marin__rqueue *q = s->queues; q; q = q->next)
-        any |= q->pending > 0;
-    pthread_mutex_unlock(&s->mu);
-    (void)any; /* the snapshot also keeps the workers' wake-up ids fresh */
-    if (!s->loop->grace_inflight) {
-        char hash[MARIN__RKEY_MAX];
-        snprintf(hash, sizeof hash, "%sworkers", s->prefix);
-        const char *args[] = {hash, s->prefix};
-        if (marin__redis_eval(s->cmd, 0, MARIN__RS_LIVE, grace_reply, s, 1, 1, args, NULL) ==
-            MARIN_OK)
-            s->loop->grace_inflight = 1;
-    }
-    int64_t now = mono_ms();
-    if (now - s->loop->last_reap >= s->cfg.reclaim_ms) {
-        s->loop->last_reap = now;
-        driver_reap(s);
-    }
-    /* The outcomes read must go on even when a read was lost. */
-    read_done(s);
-    marin__timer_start(s->rt, s->cfg.heartbeat_ms, hb_fire, s, NULL, &s->loop->hb);
-}
-
 static void start_job(marin__job *job)
 {
     struct marin__rdriver_loop *l = (struct marin__rdriver_loop *)((char *)job -
                                     offsetof(struct marin__rdriver_loop, start_job));
     marin__redis *s = l->s;
-    read_done(s);
-    marin__timer_start(s->rt, s->cfg.heartbeat_ms, hb_fire, s, NULL, &l->hb);
+    marin__rdriver_read_done(s);
+    marin__timer_start(s->rt, s->cfg.heartbeat_ms, marin__rdriver_hb_fire, s, NULL, &l->hb);
 }
 
 int marin__rdriver_start(marin__redis *s)
@@ -863,13 +560,13 @@ int marin__rdriver_start(marin__redis *s)
         return rc;
     }
     freeReplyObject(r);
-    driver_heartbeat_send(s);
+    marin__rdriver_heartbeat(s);
     /* Know the live workers' read clients before the first new queue. */
     char hash[MARIN__RKEY_MAX];
     snprintf(hash, sizeof hash, "%sworkers", s->prefix);
     const char *args[] = {hash, s->prefix};
     if (marin__redis_eval_sync(s->cmd, MARIN__RS_LIVE, &r, 1, 1, args, NULL) == MARIN_OK) {
-        grace_reply(s->cmd, r, MARIN_OK, NULL, s);
+        marin__rdriver_grace_reply(s->cmd, r, MARIN_OK, NULL, s);
         freeReplyObject(r);
     }
     l->start_job.run = start_job;
@@ -913,7 +610,7 @@ void marin__rdriver_stop(marin__redis *s)
         pthread_mutex_lock(&s->mu);
         for (size_t i = 0; i < s->nbuckets && !r; i++)
             if (s->buckets[i])
-                r = table_take(s, s->buckets[i]->seq);
+                r = marin__rdriver_table_take(s, s->buckets[i]->seq);
         pthread_mutex_unlock(&s->mu);
         if (!r)
             break;
@@ -926,7 +623,7 @@ void marin__rdriver_stop(marin__redis *s)
             const char *del[] = {"XDEL", r->stream, r->entry_id};
             marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 3, del, NULL);
         }
-        fail_taken(s, r, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED,
+        marin__rdriver_fail_taken(s, r, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED,
                    "cancelled: the runtime closed before the task finished");
     }
     char key[MARIN__RKEY_MAX], hash[MARIN__RKEY_MAX], done[MARIN__RKEY_MAX];

@@ -100,6 +100,12 @@ int marin__redis_eval(marin__rconn *c, unsigned flags, int script, marin__rconn_
 /* The same, synchronously. */
 int marin__redis_eval_sync(marin__rconn *c, int script, struct redisReply **out, int nkeys,
                            int nargs, const char *const *argv, const size_t *lens);
+/* Clocks in ms: monotonic (intervals) and wall (what heartbeats record). */
+int64_t marin__redis_mono_ms(void);
+int64_t marin__redis_wall_ms(void);
+/* The value of field @p name in a stream entry's [f, v, f, v...] array, or
+ * NULL (entries from Redis are not trusted: missing is an answer). */
+const struct redisReply *marin__redis_field(const struct redisReply *fields, const char *name);
 /* Decimal text of a reply (integer or string) as int64; 0 on mismatch. */
 int64_t marin__reply_i64(const struct redisReply *r);
 
@@ -114,6 +120,31 @@ int marin__rdriver_cancel(void *state, struct marin__task *t);
  * to the queue of its name and shape. Takes the backend's reference. */
 int marin__rdriver_submit_to(marin__redis *s, struct marin__task *t, const char *stream,
                              const void *frame, size_t flen, int is_call);
+
+/* redis_driver.c <-> redis_driver_upkeep.c */
+struct marin__rdriver_loop {
+    marin__timer *hb;           /* heartbeat + grace check */
+    marin__timer *retry;        /* re-issue the read after a failure */
+    int stopped;                /* reactor: no more reads or timers */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop_done;
+    marin__job stop_job;
+    marin__job start_job;
+    marin__redis *s;
+    int grace_inflight;
+    int64_t last_reap;
+};
+/* Under s->mu: take the record of @p seq out of the table (NULL: none). */
+marin__rtask *marin__rdriver_table_take(marin__redis *s, uint64_t seq);
+/* Settle a taken record with a failure of our own; releases it. */
+void marin__rdriver_fail_taken(marin__redis *s, marin__rtask *r, unsigned state, int code,
+                               const char *msg);
+void marin__rdriver_read_done(marin__redis *s);
+void marin__rdriver_hb_fire(void *arg);
+void marin__rdriver_heartbeat(marin__redis *s);
+void marin__rdriver_grace_reply(marin__rconn *c, struct redisReply *reply, int rc,
+                                const char *err, void *ud);
 
 /* ---- redis_worker.c ---- */
 int marin__rworker_start(void *state, const marin__worker_opts *o, void **out);

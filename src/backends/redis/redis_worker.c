@@ -1,7 +1,7 @@
 /* The worker side of the redis backend: read the queues this worker can
  * run and fit now (XREADGROUP on its own connection), run each task on a
  * thread, report the outcome with the ACK script (which first checks the
- * entry is still ours), heartbeat, reclaim the entries of dead workers,
+ * entry is still ours), marin__rworker_heartbeat, reclaim the entries of dead workers,
  * poll cancellations, and drain on stop.
  *
  * Threads: the reactor thread owns the reads, timers and acks; task
@@ -26,20 +26,6 @@
 
 #define MAX_THREADS 256
 #define READ_COUNT_MAX 256
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The task a thread of a worker is running (for the blocking op). */
 static _Thread_local marin__wtask *current_wtask;
@@ -241,7 +227,7 @@ void marin__rworker_blocking(void *state, struct marin__task *t, int begin)
 
 /* ---- entries in ---- */
 
-static void wtask_free(marin__wtask *wt)
+void marin__rworker_wtask_free(marin__wtask *wt)
 {
     marin__rtask_msg_free(&wt->msg);
     marin__free(wt->stream);
@@ -253,20 +239,7 @@ static void wtask_free(marin__wtask *wt)
 void marin__rworker_drop(marin__rworker *w, marin__wtask *wt)
 {
     (void)w;
-    wtask_free(wt);
-}
-
-static const redisReply *field(const redisReply *fields, const char *name)
-{
-    if (!fields || fields->type != REDIS_REPLY_ARRAY)
-        return NULL;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const redisReply *k = fields->element[i];
-        if (k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
-            memcmp(k->str, name, k->len) == 0)
-            return fields->element[i + 1];
-    }
-    return NULL;
+    marin__rworker_wtask_free(wt);
 }
 
 static int decimal(const redisReply *r, uint64_t *v)
@@ -295,7 +268,6 @@ static int driver_id_ok(const redisReply *r)
     return 1;
 }
 
-static int driver_dead(marin__rworker *w, const char *driver);
 
 static void dead_letter(marin__rworker *w, const char *stream, const char *id, const char *why)
 {
@@ -322,8 +294,8 @@ static void take_entry(marin__rworker *w, const char *stream, const redisReply *
     const redisReply *fields = e->element[1];
     if (fields->type == REDIS_REPLY_NIL) /* deleted after delivery (cancelled) */
         return;
-    const redisReply *fd = field(fields, "d"), *fs = field(fields, "s"),
-                     *fa = field(fields, "a"), *ff = field(fields, "f");
+    const redisReply *fd = marin__redis_field(fields, "d"), *fs = marin__redis_field(fields, "s"),
+                     *fa = marin__redis_field(fields, "a"), *ff = marin__redis_field(fields, "f");
     uint64_t seq = 0, attempt = 0;
     if (!driver_id_ok(fd) || !decimal(fs, &seq) || !decimal(fa, &attempt) || !ff ||
         ff->type != REDIS_REPLY_STRING || attempt == 0 || attempt > 1000000) {
@@ -333,7 +305,7 @@ static void take_entry(marin__rworker *w, const char *stream, const redisReply *
     }
     char drv[40];
     snprintf(drv, sizeof drv, "%.*s", (int)fd->len, fd->str);
-    if (driver_dead(w, drv)) {
+    if (marin__rworker_driver_dead(w, drv)) {
         /* Nobody waits for it: drop it unrun. */
         const char *ack[] = {"XACK", stream, MARIN__RGROUP_WORKERS, id};
         const char *del[] = {"XDEL", stream, id};
@@ -358,7 +330,7 @@ static void take_entry(marin__rworker *w, const char *stream, const redisReply *
         return;
     }
     if (!(wt->stream = marin__strdup(stream))) {
-        wtask_free(wt);
+        marin__rworker_wtask_free(wt);
         return;
     }
     size_t plen = strlen(w->s->prefix);
@@ -449,16 +421,13 @@ static void start_backlog(marin__rworker *w)
 
 /* ---- reading ---- */
 
-static void read_queues(marin__rworker *w);
-static void drain_check(marin__rworker *w);
-static void refresh_queues(marin__rworker *w);
 
 static void read_retry_fire(void *arg)
 {
     marin__rworker *w = arg;
     marin__timer_cancel(w->rt, w->read_retry); /* disposes the fired timer */
     w->read_retry = NULL;
-    read_queues(w);
+    marin__rworker_read_queues(w);
 }
 
 static void schedule_read_retry(marin__rworker *w)
@@ -501,7 +470,7 @@ static void read_reply(marin__rconn *c, redisReply *reply, int rc, const char *e
     if (reply->type == REDIS_REPLY_NIL && !w->draining) {
         /* Timed out or unblocked (a driver made a new queue): look at the
          * queue set again, then read (queues_reply reads). */
-        refresh_queues(w);
+        marin__rworker_refresh_queues(w);
         return;
     }
     if (reply->type == REDIS_REPLY_ARRAY) {
@@ -524,7 +493,7 @@ static void read_reply(marin__rconn *c, redisReply *reply, int rc, const char *e
                     snprintf(w->wake_last, sizeof w->wake_last, "%.*s",
                              (int)es->element[es->elements - 1]->element[0]->len,
                              es->element[es->elements - 1]->element[0]->str);
-                refresh_queues(w);
+                marin__rworker_refresh_queues(w);
                 return;
             }
             for (size_t k = 0; k < st->element[1]->elements; k++)
@@ -534,10 +503,10 @@ static void read_reply(marin__rconn *c, redisReply *reply, int rc, const char *e
     start_backlog(w);
     if (w->draining) {
         marin__rworker_handback_backlog(w);
-        drain_check(w);
+        marin__rworker_drain_check(w);
         return;
     }
-    read_queues(w);
+    marin__rworker_read_queues(w);
 }
 
 /* How many tasks of shape @p need fit in @p free (at most @p cap). */
@@ -556,7 +525,7 @@ static size_t fit_count(const marin_resources_t *need, const marin_resources_t *
     return n;
 }
 
-static void read_queues(marin__rworker *w)
+void marin__rworker_read_queues(marin__rworker *w)
 {
     if (w->reading || w->stopped || w->draining || !w->nqueues)
         return;
@@ -644,7 +613,7 @@ static void ack_reply(marin__rconn *c, redisReply *reply, int rc, const char *er
     else if (rc == MARIN_OK && reply->type == REDIS_REPLY_ERROR)
         marin__log(w->rt, MARIN_LOG_ERROR, "worker %s: Redis refused the outcome of %s-%llu: "
                    "%s", w->id, wt->driver, (unsigned long long)wt->seq, reply->str);
-    wtask_free(wt);
+    marin__rworker_wtask_free(wt);
     pthread_mutex_lock(&w->mu);
     w->acks_inflight--;
     pthread_cond_broadcast(&w->idle_cv);
@@ -673,7 +642,7 @@ static void send_ack(marin__rworker *w, marin__wtask *wt)
         const char *msg = "out of memory encoding the outcome";
         code = MARIN_ENOMEM;
         if (marin__rresult_encode(msg, strlen(msg), 0, &frame, &flen) != MARIN_OK) {
-            wtask_free(wt); /* left pending: reclaimed when this worker dies */
+            marin__rworker_wtask_free(wt); /* left pending: reclaimed when this worker dies */
             return;
         }
     }
@@ -698,7 +667,7 @@ static void send_ack(marin__rworker *w, marin__wtask *wt)
         pthread_mutex_lock(&w->mu);
         w->acks_inflight--;
         pthread_mutex_unlock(&w->mu);
-        wtask_free(wt);
+        marin__rworker_wtask_free(wt);
     }
 }
 
@@ -718,8 +687,6 @@ static void flush_done(marin__rworker *w)
 
 /* ---- the reactor's wake-up ---- */
 
-static void drain_begin(marin__rworker *w);
-static void drain_check(marin__rworker *w);
 
 static void on_wake(uv_async_t *a)
 {
@@ -738,461 +705,11 @@ static void on_wake(uv_async_t *a)
         marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, unblock, NULL);
     }
     if (atomic_load(&w->stop_asked) && !w->draining)
-        drain_begin(w);
+        marin__rworker_drain_begin(w);
     start_backlog(w);
-    read_queues(w);
+    marin__rworker_read_queues(w);
     if (w->draining)
-        drain_check(w);
-}
-
-/* ---- heartbeat, queue discovery, cancellations, reclaim ---- */
-
-static void names_cb(const char *name, void *ud)
-{
-    json_array_append_new(ud, json_string(name));
-}
-
-/* Actor classes travel as the task name of their creation queue. */
-static void class_task_cb(const char *name, void *ud)
-{
-    char buf[MARIN_NAME_MAX + 16];
-    snprintf(buf, sizeof buf, "@actor:%s", name);
-    json_array_append_new(ud, json_string(buf));
-}
-
-static void heartbeat(marin__rworker *w)
-{
-    char key[MARIN__RKEY_MAX], hash[MARIN__RKEY_MAX], ttl[24], cap[512], fr[512];
-    snprintf(key, sizeof key, "%sw:%s", w->s->prefix, w->id);
-    snprintf(hash, sizeof hash, "%sworkers", w->s->prefix);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)w->s->cfg.worker_ttl_ms);
-    marin__redis_shape(w->cap, cap, sizeof cap);
-    json_t *tasks = json_array(), *classes = json_array();
-    marin__registry_each_task(names_cb, tasks);
-    marin__registry_each_actor_class(class_task_cb, tasks);
-    marin__registry_each_actor_class(names_cb, classes);
-    size_t running = 0;
-    pthread_mutex_lock(&w->mu);
-    marin__redis_shape(w->free, fr, sizeof fr);
-    for (marin__wtask *wt = w->running; wt; wt = wt->next)
-        running++;
-    pthread_mutex_unlock(&w->mu);
-    char host[128] = "";
-    gethostname(host, sizeof host - 1);
-    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:o, s:I, s:I, s:i, s:b, s:I}",
-                          "name", w->id, "host", host, "pid", (int)getpid(), "resources", cap,
-                          "free", fr, "tasks", tasks, "classes", classes, "started_ms",
-                          (json_int_t)w->started_ms, "hb_ms", (json_int_t)wall_ms(), "running",
-                          (int)running, "draining", w->draining, "rd_client",
-                          (json_int_t)w->rd_client_id);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!text)
-        return;
-    const char *a[] = {"SET", key, "1", "PX", ttl};
-    const char *b[] = {"HSET", hash, w->id, text};
-    marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 5, a, NULL);
-    marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 4, b, NULL);
-    free(text);
-}
-
-static void queues_reply(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud)
-{
-    (void)c;
-    (void)err;
-    marin__rworker *w = ud;
-    if (rc != MARIN_OK || reply->type != REDIS_REPLY_ARRAY || w->stopped)
-        return;
-    int changed = 0;
-    for (size_t i = 0; i < reply->elements && w->nqueues < MARIN__RWORKER_QUEUES; i++) {
-        const redisReply *e = reply->element[i];
-        if (e->type != REDIS_REPLY_STRING || e->len >= MARIN__RKEY_MAX)
-            continue;
-        int known = 0;
-        for (size_t k = 0; k < w->nqueues && !known; k++)
-            known = strlen(w->queues[k].key) == e->len &&
-                    memcmp(w->queues[k].key, e->str, e->len) == 0;
-        if (known)
-            continue;
-        marin__rwqueue *q = &w->queues[w->nqueues];
-        memset(q, 0, sizeof *q);
-        if (!(q->key = marin__malloc(e->len + 1)))
-            continue;
-        memcpy(q->key, e->str, e->len);
-        q->key[e->len] = 0;
-        /* marin:{NS}:q:<task>:<shape> — the shape never holds ':'. */
-        size_t plen = strlen(w->s->prefix);
-        const char *body = strncmp(q->key, w->s->prefix, plen) == 0 ? q->key + plen : NULL;
-        const char *colon = body ? strrchr(body, ':') : NULL;
-        if (body && strncmp(body, "q:", 2) == 0 && colon && colon > body + 2) {
-            size_t tl = (size_t)(colon - (body + 2));
-            q->task = marin__malloc(tl + 1);
-            if (q->task) {
-                memcpy(q->task, body + 2, tl);
-                q->task[tl] = 0;
-            }
-            if (q->task && marin_resources_parse(strcmp(colon + 1, "none") == 0 ? "cpus=0"
-                                                                              : colon + 1,
-                                                 &q->res) == MARIN_OK)
-                q->runnable = (marin__registry_find_task(q->task) != NULL ||
-                               marin__rhost_runnable(q->task)) &&
-                              marin__redis_fits(q->res, w->cap);
-            w->nrunnable += q->runnable;
-        }
-        w->nqueues++;
-        changed = 1;
-        if (!w->reading && !w->self_reclaimed) {
-            /* Entries a previous process with our name left pending (it was
-             * killed and restarted faster than worker_ttl_ms): they are
-             * not running here, so hand them to their drivers as lost. */
-            char ttl[24], msg[256];
-            snprintf(ttl, sizeof ttl, "%lld", (long long)w->s->cfg.result_ttl_ms);
-            snprintf(msg, sizeof msg, "worker %s restarted while running the task", w->id);
-            const char *args[] = {q->key, MARIN__RGROUP_WORKERS, w->id, w->s->prefix, "1000",
-                                  ttl, msg, "1"};
-            marin__redis_eval(w->cmd, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 7, args, NULL);
-        }
-    }
-    w->self_reclaimed = 1;
-    (void)changed;
-    read_queues(w);
-}
-
-static void refresh_queues(marin__rworker *w)
-{
-    char set[MARIN__RKEY_MAX];
-    snprintf(set, sizeof set, "%squeues", w->s->prefix);
-    const char *a[] = {"SMEMBERS", set};
-    marin__rconn_cmd(w->cmd, 0, 0, queues_reply, w, 2, a, NULL);
-}
-
-typedef struct cancel_poll {
-    marin__rworker *w;
-    size_t n;
-    struct {
-        char driver[40];
-        uint64_t seq;
-    } k[];
-} cancel_poll;
-
-typedef struct cancel_match {
-    const char *driver;
-    uint64_t seq;
-} cancel_match;
-
-static void mark_cancelled(marin__wtask *wt, void *ud)
-{
-    cancel_match *m = ud;
-    if (wt->seq == m->seq && strcmp(wt->driver, m->driver) == 0)
-        wt->cancel_seen = 1;
-}
-
-static void count_cb(marin__wtask *wt, void *ud)
-{
-    (void)wt;
-    (*(size_t *)ud)++;
-}
-
-typedef struct key_fill {
-    cancel_poll *p;
-    char (*keys)[MARIN__RKEY_MAX];
-    const char **av;
-    size_t max;
-    const char *prefix;
-} key_fill;
-
-static void fill_cb(marin__wtask *wt, void *ud)
-{
-    key_fill *f = ud;
-    cancel_poll *p = f->p;
-    if (p->n >= f->max)
-        return;
-    snprintf(p->k[p->n].driver, sizeof p->k[p->n].driver, "%s", wt->driver);
-    p->k[p->n].seq = wt->seq;
-    snprintf(f->keys[p->n], MARIN__RKEY_MAX, "%scancel:%s:%llu", f->prefix, wt->driver,
-             (unsigned long long)wt->seq);
-    f->av[1 + p->n] = f->keys[p->n];
-    p->n++;
-}
-
-static void cancel_reply(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud)
-{
-    (void)c;
-    (void)err;
-    cancel_poll *p = ud;
-    marin__rworker *w = p->w;
-    if (rc == MARIN_OK && reply->type == REDIS_REPLY_ARRAY && reply->elements == p->n) {
-        pthread_mutex_lock(&w->mu);
-        for (size_t i = 0; i < p->n; i++) {
-            if (reply->element[i]->type == REDIS_REPLY_NIL)
-                continue;
-            for (marin__wtask *wt = w->running; wt; wt = wt->next)
-                if (wt->seq == p->k[i].seq && strcmp(wt->driver, p->k[i].driver) == 0) {
-                    wt->cancel_seen = 1;
-                    if (wt->t)
-                        atomic_store(&wt->t->cancel, 1);
-                }
-            cancel_match m = {p->k[i].driver, p->k[i].seq};
-            marin__rhost_each_queued(w, mark_cancelled, &m);
-        }
-        pthread_mutex_unlock(&w->mu);
-    }
-    marin__free(p);
-}
-
-static void poll_cancels(marin__rworker *w)
-{
-    pthread_mutex_lock(&w->mu);
-    size_t n = 0;
-    for (marin__wtask *wt = w->running; wt; wt = wt->next)
-        n++;
-    marin__rhost_each_queued(w, count_cb, &n);
-    if (n > 512)
-        n = 512;
-    cancel_poll *p = n ? marin__malloc(sizeof *p + n * sizeof p->k[0]) : NULL;
-    char (*keys)[MARIN__RKEY_MAX] = p ? marin__malloc(n * MARIN__RKEY_MAX) : NULL;
-    const char **av = keys ? marin__malloc((n + 1) * sizeof *av) : NULL;
-    if (!av) {
-        pthread_mutex_unlock(&w->mu);
-        marin__free(p);
-        marin__free(keys);
-        return;
-    }
-    p->w = w;
-    p->n = 0;
-    av[0] = "MGET";
-    for (marin__wtask *wt = w->running; wt && p->n < n; wt = wt->next) {
-        snprintf(p->k[p->n].driver, sizeof p->k[p->n].driver, "%s", wt->driver);
-        p->k[p->n].seq = wt->seq;
-        snprintf(keys[p->n], MARIN__RKEY_MAX, "%scancel:%s:%llu", w->s->prefix, wt->driver,
-                 (unsigned long long)wt->seq);
-        av[1 + p->n] = keys[p->n];
-        p->n++;
-    }
-    key_fill kf = {p, keys, av, n, w->s->prefix};
-    marin__rhost_each_queued(w, fill_cb, &kf);
-    pthread_mutex_unlock(&w->mu);
-    if (marin__rconn_cmd(w->cmd, 0, 0, cancel_reply, p, (int)(1 + p->n), av, NULL) != MARIN_OK)
-        marin__free(p);
-    marin__free(av);
-    marin__free(keys);
-}
-
-typedef struct reclaim_ud {
-    marin__rworker *w;
-    char stream[MARIN__RKEY_MAX];
-} reclaim_ud;
-
-static void consumers_reply(marin__rconn *c, redisReply *reply, int rc, const char *err,
-                            void *ud)
-{
-    (void)c;
-    (void)err;
-    reclaim_ud *r = ud;
-    marin__rworker *w = r->w;
-    if (rc == MARIN_OK && reply->type == REDIS_REPLY_ARRAY && !w->stopped) {
-        for (size_t i = 0; i < reply->elements; i++) {
-            const redisReply *cons = reply->element[i];
-            const redisReply *name = field(cons, "name"), *pending = field(cons, "pending");
-            if (!name || name->type != REDIS_REPLY_STRING || !pending ||
-                pending->type != REDIS_REPLY_INTEGER || pending->integer == 0)
-                continue;
-            if (strlen(w->id) == name->len && memcmp(w->id, name->str, name->len) == 0)
-                continue;
-            char dead[128], ttl[24], msg[256];
-            snprintf(dead, sizeof dead, "%.*s", (int)(name->len < 100 ? name->len : 100),
-                     name->str);
-            snprintf(ttl, sizeof ttl, "%lld", (long long)w->s->cfg.result_ttl_ms);
-            snprintf(msg, sizeof msg, "worker %s died (its heartbeat expired after "
-                     "worker_ttl_ms=%lld ms) while running the task", dead,
-                     (long long)w->s->cfg.worker_ttl_ms);
-            const char *args[] = {r->stream, MARIN__RGROUP_WORKERS, dead, w->s->prefix, "100",
-                                  ttl, msg, "0"};
-            marin__redis_eval(w->cmd, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 7, args, NULL);
-        }
-    }
-    marin__free(r);
-}
-
-static void janitor_reply(marin__rconn *c, redisReply *reply, int rc, const char *err,
-                          void *ud)
-{
-    (void)c;
-    (void)err;
-    marin__rworker *w = ud;
-    if (rc != MARIN_OK || reply->type != REDIS_REPLY_ARRAY)
-        return;
-    pthread_mutex_lock(&w->mu);
-    w->ndead_drivers = 0; /* only those dead now (a driver may come back) */
-    for (size_t i = 0; i < reply->elements; i++) {
-        const redisReply *e = reply->element[i];
-        if (e->type != REDIS_REPLY_STRING || e->len >= sizeof w->dead_drivers[0])
-            continue;
-        snprintf(w->dead_drivers[w->ndead_drivers++ % 64], sizeof w->dead_drivers[0], "%.*s",
-                 (int)e->len, e->str);
-    }
-    pthread_mutex_unlock(&w->mu);
-    if (reply->elements)
-        marin__log(w->rt, MARIN_LOG_INFO, "worker %s: janitor: %zu dead driver%s cleaned up",
-                   w->id, reply->elements, reply->elements == 1 ? "" : "s");
-}
-
-static int driver_dead(marin__rworker *w, const char *driver)
-{
-    int dead = 0;
-    pthread_mutex_lock(&w->mu);
-    for (size_t i = 0; i < 64 && i < w->ndead_drivers && !dead; i++)
-        dead = strcmp(w->dead_drivers[i], driver) == 0;
-    pthread_mutex_unlock(&w->mu);
-    return dead;
-}
-
-static void reclaim(marin__rworker *w)
-{
-    marin__rhost_reap(w);
-    if (w->janitor_round++ % 10 == 0) {
-        char drivers[MARIN__RKEY_MAX], workers[MARIN__RKEY_MAX];
-        snprintf(drivers, sizeof drivers, "%sdrivers", w->s->prefix);
-        snprintf(workers, sizeof workers, "%sworkers", w->s->prefix);
-        const char *args[] = {drivers, workers, w->s->prefix};
-        marin__redis_eval(w->cmd, 0, MARIN__RS_JANITOR, janitor_reply, w, 2, 1, args, NULL);
-    }
-    for (size_t i = 0; i < w->nqueues; i++) {
-        reclaim_ud *r = marin__malloc(sizeof *r);
-        if (!r)
-            return;
-        r->w = w;
-        snprintf(r->stream, sizeof r->stream, "%s", w->queues[i].key);
-        const char *a[] = {"XINFO", "CONSUMERS", r->stream, MARIN__RGROUP_WORKERS};
-        if (marin__rconn_cmd(w->cmd, 0, 0, consumers_reply, r, 4, a, NULL) != MARIN_OK)
-            marin__free(r);
-    }
-}
-
-static void hb_fire(void *arg)
-{
-    marin__rworker *w = arg;
-    marin__timer_cancel(w->rt, w->hb); /* disposes the fired timer */
-    w->hb = NULL;
-    if (w->stopped)
-        return;
-    heartbeat(w);
-    refresh_queues(w);
-    poll_cancels(w);
-    marin__rhost_check_states(w);
-    int64_t now = mono_ms();
-    if (now - w->last_reclaim >= w->s->cfg.reclaim_ms) {
-        w->last_reclaim = now;
-        reclaim(w);
-    }
-    read_queues(w);
-    int64_t next = w->s->cfg.heartbeat_ms;
-    if (w->s->cfg.reclaim_ms < next)
-        next = w->s->cfg.reclaim_ms;
-    marin__timer_start(w->rt, next, hb_fire, w, NULL, &w->hb);
-}
-
-/* ---- drain and stop ---- */
-
-static void handback_one(marin__rworker *w, marin__wtask *wt)
-{
-    const char *args[] = {wt->stream, MARIN__RGROUP_WORKERS, w->id, wt->entry_id};
-    marin__redis_eval(w->cmd, MARIN__RC_RETRY, MARIN__RS_HANDBACK, NULL, NULL, 1, 3, args,
-                      NULL);
-}
-
-void marin__rworker_handback_backlog(marin__rworker *w)
-{
-    pthread_mutex_lock(&w->mu);
-    marin__wtask *list = w->backlog_head;
-    w->backlog_head = w->backlog_tail = NULL;
-    w->nbacklog = 0;
-    pthread_mutex_unlock(&w->mu);
-    while (list) {
-        marin__wtask *next = list->next;
-        handback_one(w, list);
-        wtask_free(list);
-        list = next;
-    }
-}
-
-static void finish_stop(marin__rworker *w)
-{
-    if (w->stopped)
-        return;
-    w->stopped = 1;
-    if (w->hb)
-        marin__timer_cancel(w->rt, w->hb);
-    if (w->read_retry)
-        marin__timer_cancel(w->rt, w->read_retry);
-    if (w->drain_timer)
-        marin__timer_cancel(w->rt, w->drain_timer);
-    w->hb = w->read_retry = w->drain_timer = NULL;
-    char key[MARIN__RKEY_MAX], hash[MARIN__RKEY_MAX];
-    snprintf(key, sizeof key, "%sw:%s", w->s->prefix, w->id);
-    snprintf(hash, sizeof hash, "%sworkers", w->s->prefix);
-    const char *a[] = {"DEL", key};
-    const char *b[] = {"HDEL", hash, w->id};
-    marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 2, a, NULL);
-    marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, b, NULL);
-    pthread_mutex_lock(&w->mu);
-    w->async_closed = 1;
-    pthread_mutex_unlock(&w->mu);
-    uv_close((uv_handle_t *)&w->async, NULL);
-    pthread_mutex_lock(&w->mu);
-    w->reactor_done = 1;
-    pthread_cond_broadcast(&w->idle_cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
-static void drain_timeout(void *arg)
-{
-    marin__rworker *w = arg;
-    marin__timer_cancel(w->rt, w->drain_timer); /* disposes the fired timer */
-    w->drain_timer = NULL;
-    /* Time is up: hand back what still runs (its result will be dropped
-     * by the ACK script) and ask it to stop. */
-    pthread_mutex_lock(&w->mu);
-    size_t n = 0;
-    for (marin__wtask *wt = w->running; wt; wt = wt->next) {
-        handback_one(w, wt);
-        wt->cancel_seen = 1;
-        if (wt->t)
-            atomic_store(&wt->t->cancel, 1);
-        n++;
-    }
-    w->handed_back_running = 1;
-    pthread_mutex_unlock(&w->mu);
-    if (n)
-        marin__log(w->rt, MARIN_LOG_WARN, "worker %s: drain period over; %zu running task%s "
-                   "handed back to the queue", w->id, n, n == 1 ? "" : "s");
-    drain_check(w);
-}
-
-static void drain_begin(marin__rworker *w)
-{
-    w->draining = 1;
-    marin__log(w->rt, MARIN_LOG_INFO, "worker %s: draining (up to %lld ms)", w->id,
-               (long long)w->drain_ms);
-    heartbeat(w);
-    marin__rworker_handback_backlog(w);
-    if (w->reading && w->rd_client_id > 0) {
-        /* The blocked read returns now instead of after block_ms. */
-        char id[24];
-        snprintf(id, sizeof id, "%lld", w->rd_client_id);
-        const char *a[] = {"CLIENT", "UNBLOCK", id};
-        marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 3, a, NULL);
-    }
-    marin__timer_start(w->rt, w->drain_ms, drain_timeout, w, NULL, &w->drain_timer);
-}
-
-static void drain_check(marin__rworker *w)
-{
-    pthread_mutex_lock(&w->mu);
-    int idle = (!w->running || w->handed_back_running) && !w->ready_head && !w->done_head;
-    pthread_mutex_unlock(&w->mu);
-    if (idle && !w->reading)
-        finish_stop(w);
+        marin__rworker_drain_check(w);
 }
 
 /* ---- start, stop, join ---- */
@@ -1202,13 +719,13 @@ static void start_job(marin__job *job)
     marin__rworker *w = (marin__rworker *)((char *)job - offsetof(marin__rworker, start_job));
     uv_async_init(marin__reactor_loop(w->rt), &w->async, on_wake);
     w->async.data = w;
-    heartbeat(w);
-    refresh_queues(w);
-    w->last_reclaim = mono_ms();
+    marin__rworker_heartbeat(w);
+    marin__rworker_refresh_queues(w);
+    w->last_reclaim = marin__redis_mono_ms();
     marin__timer_start(w->rt, w->s->cfg.heartbeat_ms < w->s->cfg.reclaim_ms
                                   ? w->s->cfg.heartbeat_ms
                                   : w->s->cfg.reclaim_ms,
-                       hb_fire, w, NULL, &w->hb);
+                       marin__rworker_hb_fire, w, NULL, &w->hb);
     pthread_mutex_lock(&w->mu);
     w->reactor_started = 1;
     pthread_cond_broadcast(&w->idle_cv);
@@ -1280,7 +797,7 @@ int marin__rworker_start(void *state, const marin__worker_opts *o, void **out)
     w->drain_ms = o->drain_ms;
     w->prefetch = 4;
     snprintf(w->wake_last, sizeof w->wake_last, "$");
-    w->started_ms = wall_ms();
+    w->started_ms = marin__redis_wall_ms();
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     pthread_cond_init(&w->idle_cv, NULL);
@@ -1385,7 +902,7 @@ int marin__rworker_join(void *wp)
     pthread_mutex_unlock(&w->mu);
     while (list) {
         marin__wtask *next = list->next;
-        wtask_free(list);
+        marin__rworker_wtask_free(list);
         list = next;
     }
     pthread_mutex_lock(&w->mu);

@@ -115,6 +115,19 @@ void marin__rworker_drop(marin__rworker *w, marin__wtask *wt);
 /* Under w->mu: give back resources and GPU slots. */
 void marin__rworker_release_res(marin__rworker *w, const marin_resources_t *res,
                                 const size_t *gpu_slot, size_t ngpus);
+/* redis_worker.c <-> redis_worker_upkeep.c (reactor thread). */
+void marin__rworker_read_queues(marin__rworker *w);
+void marin__rworker_refresh_queues(marin__rworker *w);
+void marin__rworker_heartbeat(marin__rworker *w);
+void marin__rworker_hb_fire(void *arg);
+/* 1 when the janitor found @p driver dead (its tasks are dropped unrun). */
+int marin__rworker_driver_dead(marin__rworker *w, const char *driver);
+/* Drain: stop reading, hand back the backlog, finish or hand back what
+ * runs within drain_ms; drain_check ends it once nothing is left. */
+void marin__rworker_drain_begin(marin__rworker *w);
+void marin__rworker_drain_check(marin__rworker *w);
+void marin__rworker_wtask_free(marin__wtask *wt);
+
 /* The call this thread runs (task logs find their driver through it). */
 void marin__rworker_set_current(marin__wtask *wt);
 /* Make the reader look again (a new stream to read). */
