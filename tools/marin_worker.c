@@ -27,7 +27,11 @@ static marin_worker_t *the_worker;
 
 static void on_signal(int sig)
 {
-    (void)sig;
+    /* The first signal drains; a second one ends the process at once (the
+     * default action), and the worker is never touched after join freed
+     * it. */
+    signal(sig == SIGINT ? SIGTERM : SIGINT, SIG_DFL);
+    signal(sig, SIG_DFL);
     if (the_worker)
         marin_worker_stop(the_worker); /* async-signal-safe */
 }

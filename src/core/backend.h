@@ -146,7 +146,8 @@ typedef struct marin__detached_task {
     int lend;                   /* see marin__exec_env.lend */
     /* Called on the running thread just before the function, with the
      * task the context refers to (its cancel flag stops it cooperatively;
-     * the backend's blocking op receives it). NULL: none. */
+     * the backend's blocking op receives it), and again with NULL once the
+     * function returned, before the task is freed. NULL: none. */
     void (*on_start)(void *ud, struct marin__task *t);
     void *on_start_ud;
 } marin__detached_task;

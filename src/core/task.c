@@ -787,6 +787,8 @@ int marin__task_run_here(marin_runtime_t *rt, const marin__detached_task *d,
         if (d->on_start)
             d->on_start(d->on_start_ud, t);
         rc = run_with_ctx(rt, t, &env, invoke_task, &ta, result, len, msg, died);
+        if (d->on_start) /* the task is about to go: nothing may touch it */
+            d->on_start(d->on_start_ud, NULL);
     }
     marin__future_finish(f, MARIN_FUTURE_CANCELLED, MARIN_ECANCELED, NULL, 0, NULL);
     marin_future_release(f);

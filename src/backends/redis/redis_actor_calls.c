@@ -122,20 +122,29 @@ void marin__rh_set_outcome(marin__wtask *wt, int rc, const char *why)
 
 /* Under h->mu: fail every call still in the mailbox ("<lead>call 'm' of
  * actor X (class 'C'): <tail>"). */
-void marin__rh_fail_mailbox_locked(marin__rhosted *h, int rc, const char *lead, const char *tail)
+marin__wtask *marin__rh_fail_mailbox_locked(marin__rhosted *h, int rc, const char *lead,
+                                            const char *tail)
 {
-    while (h->head) {
-        marin__wtask *wt = h->head;
-        h->head = wt->next;
-        wt->next = NULL;
+    marin__wtask *list = h->head;
+    for (marin__wtask *wt = list; wt; wt = wt->next) {
         char why[1024];
         snprintf(why, sizeof why, "%scall '%s' of actor %s (class '%s') failed: %s", lead,
                  wt->msg.name, marin__rh_shown(h), h->cls->name, tail);
         wt->actor_dead = h->dead;
         marin__rh_set_outcome(wt, rc, why);
-        marin__rworker_finish(h->w, wt);
     }
-    h->tail = NULL;
+    h->head = h->tail = NULL;
+    return list;
+}
+
+void marin__rh_finish_list(marin__rworker *w, marin__wtask *list)
+{
+    while (list) {
+        marin__wtask *next = list->next;
+        list->next = NULL;
+        marin__rworker_finish(w, list);
+        list = next;
+    }
 }
 
 void marin__rh_die(marin__rhosted *h, int code, const char *reason)
@@ -195,17 +204,19 @@ static void rebuild(marin__rhosted *h, int mine)
         marin__rh_hset(h->w, h->key, "state", "alive", 5);
     else
         marin__rh_die(h, rc, why);
+    marin__wtask *failed = NULL;
     pthread_mutex_lock(&h->mu);
     if (rc != MARIN_OK) {
         h->dead = 1;
         h->dead_code = rc;
         snprintf(h->dead_why, sizeof h->dead_why, "%s", why);
-        marin__rh_fail_mailbox_locked(h, rc, "", why);
+        failed = marin__rh_fail_mailbox_locked(h, rc, "", why);
         h->stop = 1;
     }
     h->restarting = 0;
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
+    marin__rh_finish_list(h->w, failed); /* w->mu is never taken under h->mu */
     if (rc != MARIN_OK)
         marin__rh_start_sweep(h->w);
 }

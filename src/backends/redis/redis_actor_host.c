@@ -142,88 +142,92 @@ void marin__rhost_create(marin__rworker *w, marin__wtask *wt)
     marin__rworker_kick(w); /* read its call stream too */
 }
 
-/* End @p h on this host (killed): queued calls end ECANCELED, running
- * ones are asked to stop and end ECANCELED when they return. */
-static void end_here(marin__rworker *w, marin__rhosted *h)
+/* Under w->mu: ask @p h's running calls to stop. */
+static void cancel_running_locked(marin__rworker *w, marin__rhosted *h)
 {
-    pthread_mutex_lock(&h->mu);
-    h->killed = 1;
-    h->dead = 1;
-    marin__rh_fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ", "the actor was killed");
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    pthread_mutex_lock(&w->mu);
     for (marin__wtask *r = w->running; r; r = r->next)
         if (r->stream && strcmp(r->stream, h->stream) == 0) {
             r->cancel_seen = 1;
             if (r->t)
                 atomic_store(&r->t->cancel, 1);
         }
-    pthread_mutex_unlock(&w->mu);
 }
 
-/* Its threads are joined, fini runs and its resources come back on another
- * thread (running calls may take a while to notice). */
-static void stop_here(marin__rworker *w, marin__rhosted *h)
+/* Under w->mu (so no sweeper frees @p h meanwhile): end @p h on this host
+ * (killed). Queued calls get ECANCELED (returned, to be answered once no
+ * lock is held); running ones are asked to stop and end ECANCELED when
+ * they return. */
+static marin__wtask *end_here_locked(marin__rworker *w, marin__rhosted *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->killed = 1;
+    h->dead = 1;
+    marin__wtask *list = marin__rh_fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ",
+                                                       "the actor was killed");
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    cancel_running_locked(w, h);
+    return list;
+}
+
+/* Under w->mu: its threads stop; they are joined, fini runs and its
+ * resources come back on a sweeper thread. */
+static void stop_here_locked(marin__rhosted *h)
 {
     pthread_mutex_lock(&h->mu);
     h->stop = 1;
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
-    marin__rh_start_sweep(w);
 }
 
-/* Reactor: a kill does not wait in line. Running calls are asked to stop
- * and end ECANCELED, queued ones too; the actor leaves this host. */
-static void kill_now(marin__rworker *w, marin__rhosted *h, marin__wtask *wt)
+/* Reactor, under w->mu: a kill does not wait in line. Running calls are
+ * asked to stop and end ECANCELED, queued ones too; without restart the
+ * actor leaves this host. Answers to give go on *answers. Returns 1 when a
+ * sweeper must run. */
+static int kill_locked(marin__rworker *w, marin__rhosted *h, marin__wtask *wt,
+                       marin__wtask **answers)
 {
     int no_restart = wt->msg.arg_len == 1 && ((const char *)wt->msg.arg)[0] == '1';
     char why[512];
+    wt->next = NULL;
     pthread_mutex_lock(&h->mu);
-    if (h->killed || h->dead) {
+    if (h->killed || h->dead || h->stop) {
         pthread_mutex_unlock(&h->mu);
         snprintf(why, sizeof why, "marin_actor_kill: actor %s is already gone", h->id);
         marin__rh_set_outcome(wt, MARIN_ESTATE, why);
-        marin__rworker_finish(w, wt);
-        return;
+        *answers = wt;
+        return 0;
     }
     if (!no_restart && h->max_restarts >= 0 && h->restarts >= h->max_restarts)
         no_restart = 1; /* no restarts left: the kill ends it */
-    h->killed = 1;
     if (!no_restart) {
         /* Running and queued calls end ECANCELED; the instance is rebuilt
          * (counted as a restart) once the running ones return. The record
          * says "restarting" before the kill is answered (same connection,
          * in order), so a ready() after the kill waits for the rebuild. */
+        h->killed = 1;
         h->restarting = 1;
         const char *rs[] = {"HSET", h->key, "state", "restarting"};
         marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 4, rs, NULL);
-        marin__rh_fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ", "the actor was killed");
+        marin__wtask *list = marin__rh_fail_mailbox_locked(h, MARIN_ECANCELED, "cancelled: ",
+                                                           "the actor was killed");
         pthread_mutex_unlock(&h->mu);
-        pthread_mutex_lock(&w->mu);
-        for (marin__wtask *r = w->running; r; r = r->next)
-            if (r->stream && strcmp(r->stream, h->stream) == 0) {
-                r->cancel_seen = 1;
-                if (r->t)
-                    atomic_store(&r->t->cancel, 1);
-            }
+        cancel_running_locked(w, h);
         w->sweepers++;
-        pthread_mutex_unlock(&w->mu);
         pthread_t th;
-        if (pthread_create(&th, NULL, marin__rh_kill_restart_main, h) == 0) {
+        if (pthread_create(&th, NULL, marin__rh_kill_restart_main, h) == 0)
             pthread_detach(th);
-        } else {
-            pthread_mutex_lock(&w->mu);
+        else
             w->sweepers--;
-            pthread_mutex_unlock(&w->mu);
-        }
         marin__rh_set_outcome(wt, MARIN_OK, NULL);
-        marin__rworker_finish(w, wt);
-        return;
+        wt->next = list;
+        *answers = wt;
+        return 0;
     }
     pthread_mutex_unlock(&h->mu);
-    end_here(w, h);
-    snprintf(why, sizeof why, "actor %s (class '%s') was killed", marin__rh_shown(h), h->cls->name);
+    marin__wtask *list = end_here_locked(w, h);
+    snprintf(why, sizeof why, "actor %s (class '%s') was killed", marin__rh_shown(h),
+             h->cls->name);
     const char *av[] = {"HSET", h->key, "state", "dead", "code", "-5", "error", why};
     marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 8, av, NULL);
     if (h->name[0]) {
@@ -234,25 +238,47 @@ static void kill_now(marin__rworker *w, marin__rhosted *h, marin__wtask *wt)
     }
     marin__rh_set_outcome(wt, MARIN_OK, NULL);
     wt->actor_dead = 1; /* the killer's driver refuses later calls at once */
-    marin__rworker_finish(w, wt);
-    stop_here(w, h);
+    wt->next = list;
+    *answers = wt;
+    stop_here_locked(h);
+    return 1;
 }
 
 int marin__rhost_take_call(marin__rworker *w, const char *stream, marin__wtask *wt)
 {
+    marin__wtask *answers = NULL;
+    int sweep = 0, taken = 1;
     pthread_mutex_lock(&w->mu);
     marin__rhosted *h = w->hosted;
     while (h && strcmp(h->stream, stream) != 0)
         h = h->next;
-    pthread_mutex_unlock(&w->mu);
-    if (!h) {
-        if (strcmp(wt->msg.name, "@kill") == 0) {
-            marin__rh_set_outcome(wt, MARIN_ESTATE, "marin_actor_kill: the actor is already gone");
-            marin__rworker_finish(w, wt);
-            return 1;
+    if (h && strcmp(wt->msg.name, "@kill") == 0) {
+        sweep = kill_locked(w, h, wt, &answers);
+    } else if (h) {
+        pthread_mutex_lock(&h->mu);
+        if (h->stop) { /* leaving this host: answer rather than drop */
+            char why[512];
+            snprintf(why, sizeof why, "call '%s' of actor %s (class '%s') failed: the actor "
+                     "is no longer hosted", wt->msg.name, marin__rh_shown(h), h->cls->name);
+            wt->actor_dead = h->dead;
+            marin__rh_set_outcome(wt, h->killed ? MARIN_ECANCELED : MARIN_EWORKER, why);
+            answers = wt;
+        } else {
+            wt->next = NULL;
+            if (h->tail)
+                h->tail->next = wt;
+            else
+                h->head = wt;
+            h->tail = wt;
+            pthread_cond_signal(&h->cv);
         }
+        pthread_mutex_unlock(&h->mu);
+    } else if (strcmp(wt->msg.name, "@kill") == 0) {
+        marin__rh_set_outcome(wt, MARIN_ESTATE, "marin_actor_kill: the actor is already gone");
+        answers = wt;
+    } else {
         /* An actor that died here: its calls end with its reason. */
-        pthread_mutex_lock(&w->mu);
+        taken = 0;
         for (size_t i = 0; i < MARIN__RWORKER_TOMBS; i++) {
             marin__rtomb *t = &w->tombs[i];
             if (t->stream[0] && strcmp(t->stream, stream) == 0) {
@@ -260,28 +286,17 @@ int marin__rhost_take_call(marin__rworker *w, const char *stream, marin__wtask *
                 snprintf(why, sizeof why, "call '%s' failed: %s", wt->msg.name, t->why);
                 wt->actor_dead = 1;
                 marin__rh_set_outcome(wt, t->code, why);
-                pthread_mutex_unlock(&w->mu);
-                marin__rworker_finish(w, wt);
-                return 1;
+                answers = wt;
+                taken = 1;
+                break;
             }
         }
-        pthread_mutex_unlock(&w->mu);
-        return 0;
     }
-    if (strcmp(wt->msg.name, "@kill") == 0) {
-        kill_now(w, h, wt);
-        return 1;
-    }
-    pthread_mutex_lock(&h->mu);
-    wt->next = NULL;
-    if (h->tail)
-        h->tail->next = wt;
-    else
-        h->head = wt;
-    h->tail = wt;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    return 1;
+    pthread_mutex_unlock(&w->mu);
+    marin__rh_finish_list(w, answers);
+    if (sweep)
+        marin__rh_start_sweep(w);
+    return taken;
 }
 
 size_t marin__rhost_streams(marin__rworker *w, const char **av, size_t max)
@@ -419,27 +434,41 @@ static void state_reply(marin__rconn *c, redisReply *reply, int rc, const char *
     (void)err;
     state_check *sc = ud;
     marin__rworker *w = sc->w;
-    int dead = rc == MARIN_OK && (reply->type == REDIS_REPLY_NIL ||
-                                  (reply->type == REDIS_REPLY_STRING &&
-                                   strcmp(reply->str, "dead") == 0));
-    if (dead) {
+    /* [state, host]: dead, gone, or hosted by another worker now (this one
+     * stalled past its TTL and the actor was restarted elsewhere). */
+    int dead = 0, moved = 0;
+    if (rc == MARIN_OK && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        const redisReply *st = reply->element[0], *host = reply->element[1];
+        dead = st->type == REDIS_REPLY_NIL ||
+               (st->type == REDIS_REPLY_STRING && strcmp(st->str, "dead") == 0);
+        moved = !dead && host->type == REDIS_REPLY_STRING && host->len &&
+                strcmp(host->str, w->id) != 0;
+    }
+    marin__wtask *answers = NULL;
+    int sweep = 0;
+    if (dead || moved) {
         pthread_mutex_lock(&w->mu);
         marin__rhosted *h = w->hosted;
         while (h && strcmp(h->stream, sc->stream) != 0)
             h = h->next;
-        pthread_mutex_unlock(&w->mu);
         if (h) {
             pthread_mutex_lock(&h->mu);
             int already = h->dead || h->stop;
             pthread_mutex_unlock(&h->mu);
             if (!already) {
-                marin__log(w->rt, MARIN_LOG_INFO, "worker %s: actor %s is dead by its "
-                           "record; it leaves this host", w->id, marin__rh_shown(h));
-                end_here(w, h);
-                stop_here(w, h);
+                marin__log(w->rt, MARIN_LOG_INFO, "worker %s: actor %s %s; it leaves this "
+                           "host", w->id, marin__rh_shown(h),
+                           dead ? "is dead by its record" : "is hosted by another worker now");
+                answers = end_here_locked(w, h);
+                stop_here_locked(h);
+                sweep = 1;
             }
         }
+        pthread_mutex_unlock(&w->mu);
     }
+    marin__rh_finish_list(w, answers);
+    if (sweep)
+        marin__rh_start_sweep(w);
     marin__free(sc);
 }
 
@@ -454,8 +483,8 @@ void marin__rhost_check_states(marin__rworker *w)
             break;
         sc->w = w;
         snprintf(sc->stream, sizeof sc->stream, "%s", h->stream);
-        const char *av[] = {"HGET", h->key, "state"};
-        if (marin__rconn_cmd(w->cmd, 0, 0, state_reply, sc, 3, av, NULL) != MARIN_OK)
+        const char *av[] = {"HMGET", h->key, "state", "host"};
+        if (marin__rconn_cmd(w->cmd, 0, 0, state_reply, sc, 4, av, NULL) != MARIN_OK)
             marin__free(sc);
     }
     pthread_mutex_unlock(&w->mu);

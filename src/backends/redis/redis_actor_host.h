@@ -51,9 +51,13 @@ struct redisReply *marin__rh_cmd(marin__rworker *w, int argc, const char **argv,
 void marin__rh_hset(marin__rworker *w, const char *key, const char *field, const char *value,
                     size_t vlen);
 void marin__rh_set_outcome(marin__wtask *wt, int rc, const char *why);
-/* Under h->mu: fail every call in the mailbox. */
-void marin__rh_fail_mailbox_locked(marin__rhosted *h, int rc, const char *lead,
-                                   const char *tail);
+/* Under h->mu: give every call in the mailbox its failure, and detach
+ * them; the caller answers the list with marin__rh_finish_list once it
+ * holds no actor lock (lock order: w->mu, then h->mu; never w->mu inside
+ * h->mu). */
+marin__wtask *marin__rh_fail_mailbox_locked(marin__rhosted *h, int rc, const char *lead,
+                                            const char *tail);
+void marin__rh_finish_list(marin__rworker *w, marin__wtask *list);
 /* The record says dead, with @p code and @p reason; the name is freed. */
 void marin__rh_die(marin__rhosted *h, int code, const char *reason);
 /* Restore the last checkpoint, else construct. */

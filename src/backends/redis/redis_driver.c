@@ -117,6 +117,7 @@ static marin__rqueue *queue_for(marin__redis *s, const struct marin__task *t)
 typedef struct xadd_ud {
     marin__redis *s;
     uint64_t seq;
+    int attempt;        /* a late reply must not touch a later attempt */
 } xadd_ud;
 
 static void xadd_done(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud);
@@ -153,6 +154,7 @@ static int send_entry(marin__redis *s, uint64_t seq, const char *stream, int att
         return marin__err(MARIN_ENOMEM, "out of memory queueing a task");
     x->s = s;
     x->seq = seq;
+    x->attempt = attempt;
     rc = marin__rconn_cmd(s->cmd, MARIN__RC_RETRY, 0, xadd_done, x, 11, av, al);
     if (rc != MARIN_OK)
         marin__free(x);
@@ -178,11 +180,12 @@ static void xadd_done(marin__rconn *c, redisReply *reply, int rc, const char *er
     xadd_ud *x = ud;
     marin__redis *s = x->s;
     uint64_t seq = x->seq;
+    int attempt = x->attempt;
     marin__free(x);
     if (rc == MARIN_OK && reply->type == REDIS_REPLY_STRING) {
         pthread_mutex_lock(&s->mu);
         marin__rtask *r = table_find(s, seq);
-        if (r)
+        if (r && r->attempt == attempt)
             snprintf(r->entry_id, sizeof r->entry_id, "%.*s", (int)reply->len, reply->str);
         pthread_mutex_unlock(&s->mu);
         return;
@@ -195,7 +198,11 @@ static void xadd_done(marin__rconn *c, redisReply *reply, int rc, const char *er
     else
         snprintf(msg, sizeof msg, "the task's entry could not be sent: %s", err);
     pthread_mutex_lock(&s->mu);
-    marin__rtask *r = marin__rdriver_table_take(s, seq);
+    marin__rtask *r = table_find(s, seq);
+    if (r && r->attempt == attempt)
+        r = marin__rdriver_table_take(s, seq);
+    else
+        r = NULL;
     pthread_mutex_unlock(&s->mu);
     if (r)
         marin__rdriver_fail_taken(s, r, MARIN_FUTURE_FAILED, rc == MARIN_OK ? MARIN_EUNAVAILABLE : rc, msg);
@@ -249,11 +256,11 @@ static int launch(marin__redis *s, struct marin__task *t, const char *stream, co
     }
     if (!stream) {
         marin__rqueue *q = queue_for(s, t);
-        if (!q) {
+        if (!q) { /* its attempt began (a timeout may be armed): settle it */
             pthread_mutex_unlock(&s->mu);
-            marin__task_attempt_abandon(s->rt, t);
-            marin__free(r);
-            return marin__err(MARIN_ENOMEM, "out of memory queueing task '%s'", t->name);
+            marin__rdriver_fail_taken(s, r, MARIN_FUTURE_FAILED, MARIN_ENOMEM,
+                                      "out of memory queueing the task");
+            return MARIN_OK;
         }
         r->q = q;
         q->pending++;
@@ -267,9 +274,9 @@ static int launch(marin__redis *s, struct marin__task *t, const char *stream, co
         if (r->q)
             r->q->pending--;
         pthread_mutex_unlock(&s->mu);
-        marin__task_attempt_abandon(s->rt, t);
-        marin__free(r);
-        return marin__err(MARIN_ENOMEM, "out of memory queueing task '%s'", t->name);
+        marin__rdriver_fail_taken(s, r, MARIN_FUTURE_FAILED, MARIN_ENOMEM,
+                                  "out of memory queueing the task");
+        return MARIN_OK;
     }
     int attempt = r->attempt;
     pthread_mutex_unlock(&s->mu);
@@ -656,4 +663,50 @@ void marin__rdriver_free(marin__redis *s)
         marin__free(s->loop);
         s->loop = NULL;
     }
+}
+
+size_t marin__rdriver_resend_all(marin__redis *s)
+{
+    /* The records stay in the table (same attempt): whichever copy's
+     * outcome comes first settles the task, the other is stale. Frames are
+     * made under the lock, sent after it (a send may answer at once). */
+    typedef struct resend {
+        struct resend *next;
+        uint64_t seq;
+        int attempt, queue;
+        char stream[MARIN__RKEY_MAX];
+        void *frame;
+        size_t flen;
+    } resend;
+    resend *list = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->nbuckets; i++)
+        for (marin__rtask *r = s->buckets[i]; r; r = r->next) {
+            resend *x = marin__calloc(1, sizeof *x);
+            if (!x)
+                break;
+            if (marin__rtask_encode(s->rt, r->t, s->cfg.max_payload, &x->frame, &x->flen) !=
+                MARIN_OK) {
+                marin__free(x);
+                continue;
+            }
+            x->seq = r->seq;
+            x->attempt = r->attempt;
+            x->queue = r->q != NULL;
+            snprintf(x->stream, sizeof x->stream, "%s", r->stream);
+            x->next = list;
+            list = x;
+        }
+    pthread_mutex_unlock(&s->mu);
+    size_t n = 0;
+    while (list) {
+        resend *next = list->next;
+        if (send_entry(s, list->seq, list->stream, list->attempt, list->frame, list->flen,
+                       list->queue, list->stream) == MARIN_OK)
+            n++;
+        marin__free(list->frame);
+        marin__free(list);
+        list = next;
+    }
+    return n;
 }

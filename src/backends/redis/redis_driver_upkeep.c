@@ -156,6 +156,26 @@ void marin__rdriver_grace_reply(marin__rconn *c, redisReply *reply, int rc, cons
         fail_queue(s, expired[i], codes[i], whys[i]);
 }
 
+static void heartbeat_reply(marin__rconn *c, redisReply *reply, int rc, const char *err,
+                            void *ud)
+{
+    (void)c;
+    (void)err;
+    marin__redis *s = ud;
+    if (rc != MARIN_OK || reply->type != REDIS_REPLY_NIL || s->loop->stopped)
+        return;
+    char key[MARIN__RKEY_MAX], ttl[24];
+    snprintf(key, sizeof key, "%sd:%s", s->prefix, s->driver_id);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.driver_ttl_ms);
+    const char *a[] = {"SET", key, "1", "PX", ttl};
+    marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 5, a, NULL);
+    size_t n = marin__rdriver_resend_all(s);
+    marin__log(s->rt, MARIN_LOG_WARN, "redis: driver %s was silent for more than "
+               "driver_ttl_ms=%lld ms (its heartbeat key was gone); %zu outstanding task%s "
+               "sent again", s->driver_id, (long long)s->cfg.driver_ttl_ms, n,
+               n == 1 ? "" : "s");
+}
+
 void marin__rdriver_heartbeat(marin__redis *s)
 {
     char key[MARIN__RKEY_MAX], hash[MARIN__RKEY_MAX], done[MARIN__RKEY_MAX], ttl[24],
@@ -177,10 +197,14 @@ void marin__rdriver_heartbeat(marin__redis *s)
              now, (unsigned long long)atomic_load(&s->submitted),
              (unsigned long long)atomic_load(&s->succeeded),
              (unsigned long long)atomic_load(&s->failed), running);
-    const char *a[] = {"SET", key, now, "PX", ttl};
+    /* XX: the key must still be there. When it is not, this driver was
+     * silent past driver_ttl_ms (a long Redis outage) and a janitor may
+     * have dropped its queued tasks and its done stream: say so and send
+     * every outstanding task again. */
+    const char *a[] = {"SET", key, now, "PX", ttl, "XX"};
     const char *b[] = {"HSET", hash, s->driver_id, json};
     const char *c[] = {"PEXPIRE", done, rttl};
-    marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 5, a, NULL);
+    marin__rconn_cmd(s->cmd, 0, 0, heartbeat_reply, s, 6, a, NULL);
     marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 4, b, NULL);
     marin__rconn_cmd(s->cmd, 0, 0, NULL, NULL, 3, c, NULL);
 }

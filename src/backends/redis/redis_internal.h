@@ -141,6 +141,8 @@ marin__rtask *marin__rdriver_table_take(marin__redis *s, uint64_t seq);
 void marin__rdriver_fail_taken(marin__redis *s, marin__rtask *r, unsigned state, int code,
                                const char *msg);
 void marin__rdriver_read_done(marin__redis *s);
+/* Send every outstanding task's entry again (reactor); returns how many. */
+size_t marin__rdriver_resend_all(marin__redis *s);
 void marin__rdriver_hb_fire(void *arg);
 void marin__rdriver_heartbeat(marin__redis *s);
 void marin__rdriver_grace_reply(marin__rconn *c, struct redisReply *reply, int rc,

@@ -23,7 +23,8 @@ static const char ack_lua[] =
  * restarted under the same name reclaims what its previous process left,
  * though the heartbeat key is its own again). Each entry is acked,
  * deleted and reported to its driver as MARIN_EWORKER (the driver retries
- * within budget). -1: the consumer's heartbeat is back (nothing done). */
+ * within budget); an entry nobody waits for (sequence 0: an actor's
+ * restart) goes back to the end of the stream instead. -1: the consumer's heartbeat is back (nothing done). */
 static const char reclaim_lua[] =
     "if ARGV[7] ~= '1' and redis.call('EXISTS', ARGV[3] .. 'w:' .. ARGV[2]) == 1 then\n"
     "  return -1\n"
@@ -42,7 +43,11 @@ static const char reclaim_lua[] =
     "      if f[i] == 'd' then d = f[i + 1] elseif f[i] == 's' then s = f[i + 1]\n"
     "      elseif f[i] == 'a' then a = f[i + 1] end\n"
     "    end\n"
-    "    if d and s and a then\n"
+    "    if s == '0' then\n"
+    "      local args = {'XADD', KEYS[1], '*'}\n"
+    "      for _, v in ipairs(f) do table.insert(args, v) end\n"
+    "      redis.call(unpack(args))\n"
+    "    elseif d and s and a then\n"
     "      local dk = ARGV[3] .. 'done:' .. d\n"
     "      redis.call('XADD', dk, '*', 's', s, 'a', a, 'c', '-14', 'w', ARGV[2],\n"
     "                 'm', ARGV[6])\n"
@@ -112,7 +117,9 @@ static const char handback_lua[] =
     "return 1\n";
 
 /* Actors whose host died, and calls left to dead actors. KEYS: the
- * actor_ids set. ARGV: key prefix, result ttl ms, how many ids to look at.
+ * actor_ids set. ARGV: key prefix, result ttl ms, how many ids to look at,
+ * and optionally a worker id whose actors count as orphaned (that worker
+ * restarted under the same name).
  * A dead host: its pending calls fail with MARIN_EWORKER, and the actor's
  * creation is queued again (restart from its checkpoint) within
  * max_restarts, else it is marked dead. A dead actor: calls still in its
@@ -133,8 +140,7 @@ static const char actor_reap_lua[] =
     "  end\n"
     "end\n"
     "local n = 0\n"
-    "local ids = redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[3]))\n"
-    "for _, id in ipairs(ids) do\n"
+    "local function reap(id)\n"
     "  local k = P .. 'actor:' .. id\n"
     "  local stream = P .. 'ac:' .. id\n"
     "  local st = redis.call('HGET', k, 'state')\n"
@@ -150,9 +156,17 @@ static const char actor_reap_lua[] =
     "      redis.call('XDEL', stream, e[1])\n"
     "      n = n + 1\n"
     "    end\n"
+    "    if #es == 0 and redis.call('HEXISTS', k, 'reaped') == 0 then\n"
+    "      redis.call('HSET', k, 'reaped', '1')\n"
+    "      redis.call('PEXPIRE', k, ARGV[2])\n"
+    "      redis.call('PEXPIRE', stream, ARGV[2])\n"
+    "    elseif #es == 0 then\n"
+    "      redis.call('SREM', KEYS[1], id)\n"
+    "    end\n"
     "  elseif st == 'alive' then\n"
     "    local host = redis.call('HGET', k, 'host')\n"
-    "    if host and host ~= '' and redis.call('EXISTS', P .. 'w:' .. host) == 0 then\n"
+    "    if host and host ~= '' and (host == ARGV[4] or\n"
+    "                                redis.call('EXISTS', P .. 'w:' .. host) == 0) then\n"
     "      local p = redis.call('XPENDING', stream, 'w', '-', '+', 1000, host)\n"
     "      for _, e in ipairs(p) do\n"
     "        local r = redis.call('XRANGE', stream, e[1], e[1])\n"
@@ -164,14 +178,16 @@ static const char actor_reap_lua[] =
     "        redis.call('XDEL', stream, e[1])\n"
     "      end\n"
     "      pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, 'w', host)\n"
-    "      local restarts = tonumber(redis.call('HGET', k, 'restarts') or '0')\n"
-    "      local maxr = tonumber(redis.call('HGET', k, 'max_restarts') or '0')\n"
-    "      if maxr < 0 or restarts < maxr then\n"
+    "      local restarts = tonumber(redis.call('HGET', k, 'restarts') or '0') or 0\n"
+    "      local maxr = tonumber(redis.call('HGET', k, 'max_restarts') or '0') or 0\n"
+    "      local cq = redis.call('HGET', k, 'cq')\n"
+    "      local cf = redis.call('HGET', k, 'cframe')\n"
+    "      local cr = redis.call('HGET', k, 'creator')\n"
+    "      if (maxr < 0 or restarts < maxr) and cq and cf and cr then\n"
     "        redis.call('HSET', k, 'state', 'restarting', 'host', '',\n"
     "                   'restarts', tostring(restarts + 1))\n"
-    "        redis.call('XADD', redis.call('HGET', k, 'cq'), '*', 'd',\n"
-    "                   redis.call('HGET', k, 'creator'), 's', '0', 'a', tostring(restarts + 2),\n"
-    "                   'f', redis.call('HGET', k, 'cframe'))\n"
+    "        redis.call('XADD', cq, '*', 'd', cr, 's', '0', 'a', tostring(restarts + 2),\n"
+    "                   'f', cf)\n"
     "      else\n"
     "        redis.call('HSET', k, 'state', 'dead', 'code', '-14', 'error',\n"
     "                   'its host worker ' .. host .. ' died and max_restarts (' .. maxr ..\n"
@@ -182,6 +198,10 @@ static const char actor_reap_lua[] =
     "      n = n + 1\n"
     "    end\n"
     "  end\n"
+    "end\n"
+    "for _, id in ipairs(redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[3]))) do\n"
+    "  local ok = pcall(reap, id)\n"
+    "  if not ok then redis.call('SREM', KEYS[1], id) end\n"
     "end\n"
     "return n\n";
 

@@ -97,8 +97,8 @@ static void on_start(void *ud, struct marin__task *t)
 {
     marin__wtask *wt = ud;
     pthread_mutex_lock(&wt->w->mu);
-    wt->t = t;
-    if (wt->cancel_seen)
+    wt->t = t; /* NULL once the function returned: the task is going away */
+    if (t && wt->cancel_seen)
         atomic_store(&t->cancel, 1);
     pthread_mutex_unlock(&wt->w->mu);
 }
@@ -305,7 +305,7 @@ static void take_entry(marin__rworker *w, const char *stream, const redisReply *
     }
     char drv[40];
     snprintf(drv, sizeof drv, "%.*s", (int)fd->len, fd->str);
-    if (marin__rworker_driver_dead(w, drv)) {
+    if (seq != 0 && marin__rworker_driver_dead(w, drv)) { /* 0: an actor's restart */
         /* Nobody waits for it: drop it unrun. */
         const char *ack[] = {"XACK", stream, MARIN__RGROUP_WORKERS, id};
         const char *del[] = {"XDEL", stream, id};
@@ -444,6 +444,20 @@ static void create_groups(marin__rworker *w)
                            "MKSTREAM"};
         marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 6, g, NULL);
     }
+    /* The call streams of hosted actors too: one missing group fails the
+     * whole read. */
+    const char *streams[MARIN__RWORKER_QUEUES];
+    pthread_mutex_lock(&w->mu);
+    size_t n = marin__rhost_streams(w, streams, MARIN__RWORKER_QUEUES);
+    char (*copy)[MARIN__RKEY_MAX] = n ? marin__malloc(n * MARIN__RKEY_MAX) : NULL;
+    for (size_t i = 0; copy && i < n; i++)
+        snprintf(copy[i], MARIN__RKEY_MAX, "%s", streams[i]);
+    pthread_mutex_unlock(&w->mu);
+    for (size_t i = 0; copy && i < n; i++) {
+        const char *g[] = {"XGROUP", "CREATE", copy[i], MARIN__RGROUP_WORKERS, "0", "MKSTREAM"};
+        marin__rconn_cmd(w->cmd, 0, 0, NULL, NULL, 6, g, NULL);
+    }
+    marin__free(copy);
 }
 
 static void read_reply(marin__rconn *c, redisReply *reply, int rc, const char *err, void *ud)
@@ -453,6 +467,10 @@ static void read_reply(marin__rconn *c, redisReply *reply, int rc, const char *e
     w->reading = 0;
     if (w->stopped || rc == MARIN_ECANCELED)
         return;
+    if (w->draining && (rc != MARIN_OK || reply->type == REDIS_REPLY_ERROR)) {
+        marin__rworker_drain_check(w); /* no more reads: the drain may end now */
+        return;
+    }
     if (rc != MARIN_OK) {
         marin__log(w->rt, MARIN_LOG_DEBUG, "worker %s: read failed: %s", w->id, err);
         schedule_read_retry(w);
@@ -509,6 +527,29 @@ static void read_reply(marin__rconn *c, redisReply *reply, int rc, const char *e
     marin__rworker_read_queues(w);
 }
 
+static void client_id_reply(marin__rconn *c, redisReply *reply, int rc, const char *err,
+                            void *ud)
+{
+    (void)c;
+    (void)err;
+    marin__rworker *w = ud;
+    if (rc == MARIN_OK && reply->type == REDIS_REPLY_INTEGER)
+        w->rd_client_id = reply->integer;
+}
+
+/* After a reconnect the read connection is another client: learn its id
+ * (CLIENT UNBLOCK must reach our read, not a stranger's) before reading. */
+static void refresh_client_id(marin__rworker *w)
+{
+    uint64_t epoch = marin__rconn_epoch(w->rd);
+    if (epoch == w->rd_epoch)
+        return;
+    w->rd_epoch = epoch;
+    w->rd_client_id = 0;
+    const char *a[] = {"CLIENT", "ID"};
+    marin__rconn_cmd(w->rd, 0, 0, client_id_reply, w, 2, a, NULL);
+}
+
 /* How many tasks of shape @p need fit in @p free (at most @p cap). */
 static size_t fit_count(const marin_resources_t *need, const marin_resources_t *free_,
                         size_t cap)
@@ -529,7 +570,8 @@ void marin__rworker_read_queues(marin__rworker *w)
 {
     if (w->reading || w->stopped || w->draining || !w->nqueues)
         return;
-    const char *av[6 + 2 * MARIN__RWORKER_QUEUES];
+    /* 9 words, then at most MARIN__RWORKER_QUEUES streams and as many '>' */
+    const char *av[9 + 2 * MARIN__RWORKER_QUEUES];
     size_t n = 0, count = 0;
     char block[24], cnt[24];
     av[n++] = "XREADGROUP";
@@ -568,6 +610,7 @@ void marin__rworker_read_queues(marin__rworker *w)
         snprintf(wake, sizeof wake, "%swake", w->s->prefix);
         snprintf(block, sizeof block, "%lld", (long long)w->s->cfg.block_ms);
         const char *x[] = {"XREAD", "BLOCK", block, "STREAMS", wake, w->wake_last};
+        refresh_client_id(w);
         w->reading = 1;
         if (marin__rconn_cmd(w->rd, MARIN__RC_BLOCKING, w->s->cfg.block_ms, read_reply, w, 6,
                              x, NULL) != MARIN_OK) {
@@ -589,6 +632,7 @@ void marin__rworker_read_queues(marin__rworker *w)
     (void)first;
     snprintf(cnt, sizeof cnt, "%zu", count);
     snprintf(block, sizeof block, "%lld", (long long)w->s->cfg.block_ms);
+    refresh_client_id(w);
     w->reading = 1;
     if (marin__rconn_cmd(w->rd, MARIN__RC_BLOCKING, w->s->cfg.block_ms, read_reply, w, (int)n,
                          av, NULL) != MARIN_OK) {
@@ -832,6 +876,18 @@ int marin__rworker_start(void *state, const marin__worker_opts *o, void **out)
         goto fail;
     if ((rc = claim_name(w)) != MARIN_OK)
         goto fail;
+    /* Actors a previous process with this name hosted are orphans now: no
+     * one else will see their host die (the heartbeat key is ours again). */
+    if (o->name) {
+        char ids[MARIN__RKEY_MAX], ttl[24];
+        snprintf(ids, sizeof ids, "%sactor_ids", s->prefix);
+        snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.result_ttl_ms);
+        const char *args[] = {ids, s->prefix, ttl, "10000", w->id};
+        redisReply *rr = NULL;
+        if (marin__redis_eval_sync(w->cmd, MARIN__RS_ACTOR_REAP, &rr, 1, 4, args, NULL) ==
+            MARIN_OK)
+            freeReplyObject(rr);
+    }
     /* Wake-ups from now on count (a queue made before our first read). */
     char wake[MARIN__RKEY_MAX];
     snprintf(wake, sizeof wake, "%swake", s->prefix);
@@ -851,6 +907,7 @@ int marin__rworker_start(void *state, const marin__worker_opts *o, void **out)
     if (marin__rconn_call(w->rd, 0, &idr, 2, cid, NULL) == MARIN_OK) {
         if (idr->type == REDIS_REPLY_INTEGER)
             w->rd_client_id = idr->integer;
+        w->rd_epoch = marin__rconn_epoch(w->rd);
         freeReplyObject(idr);
     }
     w->start_job.run = start_job;
@@ -876,8 +933,11 @@ fail:
 void marin__rworker_stop(void *wp)
 {
     marin__rworker *w = wp;
-    atomic_store(&w->stop_asked, 1);
-    uv_async_send(&w->async);
+    /* Async-signal-safe: no lock. The first stop wakes the reactor; the
+     * handle is closed only after a stop was asked (finish_stop), so a
+     * later stop does not touch it. */
+    if (atomic_exchange(&w->stop_asked, 1) == 0)
+        uv_async_send(&w->async);
 }
 
 int marin__rworker_join(void *wp)
@@ -889,20 +949,25 @@ int marin__rworker_join(void *wp)
     pthread_mutex_unlock(&w->mu);
     marin__rhost_stop_all(w);
     pthread_mutex_lock(&w->mu);
+    while (w->sweepers > 0) /* a rebuild cut short by the stop may start one */
+        pthread_cond_wait(&w->idle_cv, &w->mu);
     /* Threads finish what they run (handed-back tasks were asked to stop). */
     w->threads_exit = 1;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     for (size_t i = 0; i < w->nthreads; i++)
         pthread_join(w->threads[i], NULL);
-    /* Outcomes that finished late still go out (dropped if handed back). */
+    /* Outcomes that finished late still go out, from this thread (the
+     * connections are open until the runtime closes); the ACK script drops
+     * those handed back meanwhile. */
     pthread_mutex_lock(&w->mu);
     marin__wtask *list = w->done_head;
     w->done_head = w->done_tail = NULL;
     pthread_mutex_unlock(&w->mu);
     while (list) {
         marin__wtask *next = list->next;
-        marin__rworker_wtask_free(list);
+        list->next = NULL;
+        send_ack(w, list);
         list = next;
     }
     pthread_mutex_lock(&w->mu);

@@ -7,7 +7,7 @@
 
 #include "redis_internal.h"
 
-#define MARIN__RWORKER_QUEUES 256
+#define MARIN__RWORKER_QUEUES 1024 /* streams one worker reads (queues + hosted actors) */
 #define MARIN__RWORKER_GPUS 64
 
 typedef struct marin__rworker marin__rworker;
@@ -64,7 +64,8 @@ struct marin__rworker {
     size_t ngpus;
     int64_t drain_ms;
     int prefetch;
-    long long rd_client_id;     /* CLIENT ID of rd, to unblock its read */
+    long long rd_client_id;     /* CLIENT ID of rd, to unblock its read (reactor) */
+    uint64_t rd_epoch;          /* rd's connection epoch that id belongs to */
     int64_t started_ms;
     atomic_int stop_asked;
     uv_async_t async;

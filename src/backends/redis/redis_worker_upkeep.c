@@ -264,9 +264,18 @@ static void consumers_reply(marin__rconn *c, redisReply *reply, int rc, const ch
     if (rc == MARIN_OK && reply->type == REDIS_REPLY_ARRAY && !w->stopped) {
         for (size_t i = 0; i < reply->elements; i++) {
             const redisReply *cons = reply->element[i];
-            const redisReply *name = marin__redis_field(cons, "name"), *pending = marin__redis_field(cons, "pending");
+            const redisReply *name = marin__redis_field(cons, "name"),
+                             *pending = marin__redis_field(cons, "pending"),
+                             *idle = marin__redis_field(cons, "idle");
             if (!name || name->type != REDIS_REPLY_STRING || !pending ||
-                pending->type != REDIS_REPLY_INTEGER || pending->integer == 0)
+                pending->type != REDIS_REPLY_INTEGER)
+                continue;
+            /* A consumer with nothing pending is looked at only when idle long
+             * enough to be dead: the script then deletes it, so the group does
+             * not grow with every worker process ever started. */
+            if (pending->integer == 0 &&
+                (!idle || idle->type != REDIS_REPLY_INTEGER ||
+                 idle->integer < 2 * w->s->cfg.worker_ttl_ms))
                 continue;
             if (strlen(w->id) == name->len && memcmp(w->id, name->str, name->len) == 0)
                 continue;
