@@ -102,8 +102,12 @@
  *                                      until the first), code and error
  *                                      (why it died; code is decimal),
  *                                      killing ("1", HSETNX: the one
- *                                      no-restart kill that wins)
- *                                    Never expires (marin purge).
+ *                                      no-restart kill that wins), reaped
+ *                                      ("1": dead and drained)
+ *                                    Lives until a reaper finds it dead
+ *                                    with no calls left: then it and its
+ *                                    call stream expire after result_ttl_ms
+ *                                    and the id leaves actor_ids.
  *  ac:<id>                   STREAM  calls to one actor, in order; consumer
  *                                    group "w" (the hosting worker reads it
  *                                    as consumer <worker id>, in the same
