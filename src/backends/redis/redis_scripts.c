@@ -149,7 +149,7 @@ static const char actor_reap_lua[] =
     "  elseif st == 'dead' then\n"
     "    local err = redis.call('HGET', k, 'error') or 'the actor is dead'\n"
     "    local code = redis.call('HGET', k, 'code') or '-14'\n"
-    "    local es = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100)\n"
+    "    local es = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1000)\n"
     "    for _, e in ipairs(es) do\n"
     "      notify(e, code, 'call to actor ' .. id .. ' failed: ' .. err)\n"
     "      redis.call('XACK', stream, 'w', e[1])\n"
