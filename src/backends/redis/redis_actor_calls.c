@@ -127,7 +127,7 @@ marin__wtask *marin__rh_fail_mailbox_locked(marin__rhosted *h, int rc, const cha
 {
     marin__wtask *list = h->head;
     for (marin__wtask *wt = list; wt; wt = wt->next) {
-        char why[1024];
+        char why[3072]; /* the tail may be a whole reason */
         snprintf(why, sizeof why, "%scall '%s' of actor %s (class '%s') failed: %s", lead,
                  wt->msg.name, marin__rh_shown(h), h->cls->name, tail);
         wt->actor_dead = h->dead;

@@ -266,7 +266,7 @@ static int kv_cas(marin__redis_kv *kv, const char *key, const void *expect, size
     redisReply *r;
     if ((rc = call(kv, fn, key, &r, 7, argv, lens)) != MARIN_OK)
         return rc;
-    long long code;
+    long long code = 0;
     if ((rc = script_code(kv, fn, key, r, &code)) == MARIN_OK) {
         long long now_len = elem_int(r, 1);
         if (code == 1)
@@ -324,7 +324,7 @@ static int kv_lease(marin__redis_kv *kv, int op, const char *key, const char *ow
     redisReply *r;
     if ((rc = call(kv, fn, key, &r, argc, argv, NULL)) != MARIN_OK)
         return rc;
-    long long code;
+    long long code = 0;
     if ((rc = script_code(kv, fn, key, r, &code)) != MARIN_OK) {
         /* told */
     } else if (code == -1) {
@@ -371,7 +371,7 @@ static int kv_put_fenced(marin__redis_kv *kv, const char *key, const void *val,
     redisReply *r;
     if ((rc = call(kv, fn, key, &r, 8, argv, lens)) != MARIN_OK)
         return rc;
-    long long code;
+    long long code = 0;
     if ((rc = script_code(kv, fn, key, r, &code)) == MARIN_OK && code != 0) {
         char why[MARIN_NAME_MAX + 64];
         if (code == -1) {
