@@ -107,7 +107,9 @@
  *                                    Lives until a reaper finds it dead
  *                                    with no calls left: then it and its
  *                                    call stream expire after result_ttl_ms
- *                                    and the id leaves actor_ids.
+ *                                    (calls until then are still answered);
+ *                                    the id leaves actor_ids once it is
+ *                                    gone.
  *  ac:<id>                   STREAM  calls to one actor, in order; consumer
  *                                    group "w" (the hosting worker reads it
  *                                    as consumer <worker id>, in the same

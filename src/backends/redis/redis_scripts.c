@@ -160,8 +160,6 @@ static const char actor_reap_lua[] =
     "      redis.call('HSET', k, 'reaped', '1')\n"
     "      redis.call('PEXPIRE', k, ARGV[2])\n"
     "      redis.call('PEXPIRE', stream, ARGV[2])\n"
-    "    elseif #es == 0 then\n"
-    "      redis.call('SREM', KEYS[1], id)\n"
     "    end\n"
     "  elseif st == 'alive' then\n"
     "    local host = redis.call('HGET', k, 'host')\n"
