@@ -244,6 +244,15 @@ static int rbuf_peek_bytes(const marin__rbuf *r, const char *field,
     return MARIN_OK;
 }
 
+int marin__rbuf_count(marin__rbuf *r, const char *field, size_t per, uint32_t *n)
+{
+    int rc = marin__rbuf_u32(r, field, n);
+    if (rc == MARIN_OK && (size_t)*n > r->left / per)
+        rc = marin__err(MARIN_EPROTO, "%s: %s says %u entries but only %zu bytes are "
+                        "left", r->what, field, *n, r->left);
+    return rc;
+}
+
 int marin__rbuf_bytes(marin__rbuf *r, const char *field, const void **p,
                       size_t *len)
 {

@@ -68,6 +68,10 @@ int marin__rbuf_u8(marin__rbuf *r, const char *field, uint8_t *v);
 int marin__rbuf_u32(marin__rbuf *r, const char *field, uint32_t *v);
 int marin__rbuf_u64(marin__rbuf *r, const char *field, uint64_t *v);
 int marin__rbuf_i32(marin__rbuf *r, const char *field, int32_t *v);
+/* A count of entries that follow, each at least @p per bytes: a count
+ * larger than what is left is a lie (MARIN_EPROTO), so what a decoder
+ * allocates for it stays bounded by its input. */
+int marin__rbuf_count(marin__rbuf *r, const char *field, size_t per, uint32_t *n);
 /* Bytes borrowed from the input (valid as long as it is). */
 int marin__rbuf_bytes(marin__rbuf *r, const char *field, const void **p, size_t *len);
 /* Bytes as a new NUL-terminated string (marin__malloc; MARIN_EPROTO when

@@ -54,17 +54,6 @@ static void task_msg_free(task_msg *m)
     marin__free(m->label);
 }
 
-/* Counts from the wire bound what is allocated: each entry takes at least
- * 4 bytes of payload, so a count larger than what is left is a lie. */
-static int read_count(marin__rbuf *r, const char *field, size_t per, uint32_t *n)
-{
-    int rc = marin__rbuf_u32(r, field, n);
-    if (rc == MARIN_OK && (size_t)*n > r->left / per)
-        rc = marin__err(MARIN_EPROTO, "%s: %s says %u entries but only %zu bytes are "
-                        "left", r->what, field, *n, r->left);
-    return rc;
-}
-
 static int decode_task(const void *payload, size_t len, task_msg *m)
 {
     marin__rbuf r;
@@ -77,7 +66,7 @@ static int decode_task(const void *payload, size_t len, task_msg *m)
         (rc = marin__rbuf_str(&r, "label", &m->label)) != MARIN_OK ||
         (rc = marin__rbuf_bytes(&r, "arg", &m->d.arg, &m->d.arg_len)) != MARIN_OK ||
         (rc = marin__rbuf_u32(&r, "attempt", &attempt)) != MARIN_OK ||
-        (rc = read_count(&r, "nenv", 8, &nenv)) != MARIN_OK)
+        (rc = marin__rbuf_count(&r, "nenv", 8, &nenv)) != MARIN_OK)
         return rc;
     m->keys = marin__calloc(nenv ? nenv : 1, sizeof *m->keys);
     m->values = marin__calloc(nenv ? nenv : 1, sizeof *m->values);
@@ -91,7 +80,7 @@ static int decode_task(const void *payload, size_t len, task_msg *m)
         }
         m->d.nenv = i + 1;
     }
-    if ((rc = read_count(&r, "ndeps", 4, &ndeps)) != MARIN_OK)
+    if ((rc = marin__rbuf_count(&r, "ndeps", 4, &ndeps)) != MARIN_OK)
         return rc;
     m->dep_data = marin__calloc(ndeps ? ndeps : 1, sizeof *m->dep_data);
     m->dep_len = marin__calloc(ndeps ? ndeps : 1, sizeof *m->dep_len);
@@ -101,7 +90,7 @@ static int decode_task(const void *payload, size_t len, task_msg *m)
         if ((rc = marin__rbuf_bytes(&r, "dependency", &m->dep_data[i], &m->dep_len[i])) !=
             MARIN_OK)
             return rc;
-    if ((rc = read_count(&r, "ngpus", 4, &ngpus)) != MARIN_OK)
+    if ((rc = marin__rbuf_count(&r, "ngpus", 4, &ngpus)) != MARIN_OK)
         return rc;
     m->gpus = marin__calloc(ngpus ? ngpus : 1, sizeof *m->gpus);
     if (!m->gpus)

@@ -186,6 +186,42 @@ const redisReply *marin__redis_field(const redisReply *fields, const char *name)
     return NULL;
 }
 
+void marin__redis_reclaim_dead(marin__redis *s, marin__rconn *c, const char *stream,
+                               const redisReply *consumers, const char *self, int tidy_idle)
+{
+    if (!consumers || consumers->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < consumers->elements; i++) {
+        const redisReply *cons = consumers->element[i];
+        const redisReply *name = marin__redis_field(cons, "name"),
+                         *pending = marin__redis_field(cons, "pending"),
+                         *idle = marin__redis_field(cons, "idle");
+        if (!name || name->type != REDIS_REPLY_STRING || !pending ||
+            pending->type != REDIS_REPLY_INTEGER)
+            continue;
+        /* A consumer with nothing pending is looked at only when idle long
+         * enough to be dead: the script then deletes it, so the group does
+         * not grow with every worker process ever started. */
+        if (pending->integer == 0 &&
+            (!tidy_idle || !idle || idle->type != REDIS_REPLY_INTEGER ||
+             idle->integer < 2 * s->cfg.worker_ttl_ms))
+            continue;
+        if (self && strlen(self) == name->len && memcmp(self, name->str, name->len) == 0)
+            continue;
+        char dead[128], ttl[24], msg[256];
+        snprintf(dead, sizeof dead, "%.*s", (int)(name->len < 100 ? name->len : 100),
+                 name->str);
+        snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.result_ttl_ms);
+        snprintf(msg, sizeof msg, "worker %s died (its heartbeat expired after "
+                 "worker_ttl_ms=%lld ms) while running the task", dead,
+                 (long long)s->cfg.worker_ttl_ms);
+        /* The script checks the heartbeat itself: a live consumer is left. */
+        const char *args[] = {stream, MARIN__RGROUP_WORKERS, dead, s->prefix, "100", ttl, msg,
+                              "0"};
+        marin__redis_eval(c, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 7, args, NULL);
+    }
+}
+
 int64_t marin__reply_i64(const redisReply *r)
 {
     if (!r)

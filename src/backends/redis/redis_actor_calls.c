@@ -113,6 +113,15 @@ static int checkpoint(marin__rhosted *h, char *why, size_t cap)
     return rc;
 }
 
+/* A call's outcome changes after it ran: any result it made is dropped. */
+static void replace_outcome(marin__wtask *wt, int rc, const char *why)
+{
+    marin__free(wt->result);
+    wt->result = NULL;
+    wt->len = 0;
+    marin__rh_set_outcome(wt, rc, why);
+}
+
 void marin__rh_set_outcome(marin__wtask *wt, int rc, const char *why)
 {
     wt->rc = rc;
@@ -348,10 +357,7 @@ static int run_call(marin__rhosted *h, marin__wtask *wt, int *idem, int *own_cra
             snprintf(why, sizeof why, "call '%s' of actor %s (class '%s'): the method "
                      "succeeded but the automatic checkpoint failed: %s", name, marin__rh_shown(h),
                      h->cls->name, ck);
-            marin__free(wt->result);
-            wt->result = NULL;
-            wt->len = 0;
-            marin__rh_set_outcome(wt, crc, why);
+            replace_outcome(wt, crc, why);
         }
     }
     return 0;
@@ -360,21 +366,7 @@ static int run_call(marin__rhosted *h, marin__wtask *wt, int *idem, int *own_cra
 static void link_running(marin__rworker *w, marin__wtask *wt, int on)
 {
     pthread_mutex_lock(&w->mu);
-    if (on) {
-        wt->prev = NULL;
-        wt->next = w->running;
-        if (w->running)
-            w->running->prev = wt;
-        w->running = wt;
-    } else {
-        if (wt->prev)
-            wt->prev->next = wt->next;
-        else
-            w->running = wt->next;
-        if (wt->next)
-            wt->next->prev = wt->prev;
-        wt->next = wt->prev = NULL;
-    }
+    marin__rworker_running_locked(w, wt, on);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -454,10 +446,7 @@ void *marin__rh_actor_thread(void *p)
             char why[512];
             snprintf(why, sizeof why, "cancelled: call '%s' of actor %s (class '%s'): the "
                      "actor was killed", wt->msg.name, marin__rh_shown(h), h->cls->name);
-            marin__free(wt->result);
-            wt->result = NULL;
-            wt->len = 0;
-            marin__rh_set_outcome(wt, MARIN_ECANCELED, why);
+            replace_outcome(wt, MARIN_ECANCELED, why);
         } else if (!replay && !own_crash && epoch != h->epoch) {
             /* Another call crashed the instance this one ran on. */
             if (idem && !h->dead) {
@@ -467,19 +456,13 @@ void *marin__rh_actor_thread(void *p)
                 snprintf(why, sizeof why, "call '%s' of actor %s (class '%s') was lost: the "
                          "actor's host died while it ran (in another call)", wt->msg.name,
                          marin__rh_shown(h), h->cls->name);
-                marin__free(wt->result);
-                wt->result = NULL;
-                wt->len = 0;
-                marin__rh_set_outcome(wt, MARIN_EWORKER, why);
+                replace_outcome(wt, MARIN_EWORKER, why);
             }
         }
         h->running--;
         pthread_cond_broadcast(&h->cv);
         if (replay) { /* first in line on the rebuilt instance */
-            marin__free(wt->result);
-            wt->result = NULL;
-            wt->len = 0;
-            marin__rh_set_outcome(wt, MARIN_OK, NULL);
+            replace_outcome(wt, MARIN_OK, NULL);
             wt->next = h->head;
             h->head = wt;
             if (!h->tail)

@@ -225,25 +225,8 @@ static void dreap_reply(marin__rconn *c, redisReply *reply, int rc, const char *
     (void)err;
     dreap *d = ud;
     marin__redis *s = d->s;
-    if (rc == MARIN_OK && reply->type == REDIS_REPLY_ARRAY && !s->loop->stopped) {
-        for (size_t i = 0; i < reply->elements; i++) {
-            const redisReply *cons = reply->element[i];
-            const redisReply *name = marin__redis_field(cons, "name"), *pending = marin__redis_field(cons, "pending");
-            if (!name || name->type != REDIS_REPLY_STRING || !pending ||
-                pending->type != REDIS_REPLY_INTEGER || pending->integer == 0)
-                continue;
-            char dead[128], ttl[24], msg[256];
-            snprintf(dead, sizeof dead, "%.*s", (int)(name->len < 100 ? name->len : 100),
-                     name->str);
-            snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.result_ttl_ms);
-            snprintf(msg, sizeof msg, "worker %s died (its heartbeat expired after "
-                     "worker_ttl_ms=%lld ms) while running the task", dead,
-                     (long long)s->cfg.worker_ttl_ms);
-            const char *args[] = {d->stream, MARIN__RGROUP_WORKERS, dead, s->prefix, "100", ttl,
-                                  msg, "0"};
-            marin__redis_eval(s->cmd, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 7, args, NULL);
-        }
-    }
+    if (rc == MARIN_OK && !s->loop->stopped)
+        marin__redis_reclaim_dead(s, s->cmd, d->stream, reply, NULL, 0);
     marin__free(d);
 }
 

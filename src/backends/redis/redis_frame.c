@@ -70,16 +70,6 @@ void marin__rtask_msg_free(marin__rtask_msg *m)
     memset(m, 0, sizeof *m);
 }
 
-/* Counts bound what is allocated: each entry takes at least 4 bytes. */
-static int read_count(marin__rbuf *r, const char *field, size_t per, uint32_t *n)
-{
-    int rc = marin__rbuf_u32(r, field, n);
-    if (rc == MARIN_OK && (size_t)*n > r->left / per)
-        rc = marin__err(MARIN_EPROTO, "%s: %s says %u entries but only %zu bytes are "
-                        "left", r->what, field, *n, r->left);
-    return rc;
-}
-
 int marin__rtask_decode(const void *frame, size_t len, int64_t cap, marin__rtask_msg *m)
 {
     memset(m, 0, sizeof *m);
@@ -101,7 +91,7 @@ int marin__rtask_decode(const void *frame, size_t len, int64_t cap, marin__rtask
         (rc = marin__rbuf_str(&r, "name", &m->name)) != MARIN_OK ||
         (rc = marin__rbuf_str(&r, "label", &m->label)) != MARIN_OK ||
         (rc = marin__rbuf_bytes(&r, "arg", &m->arg, &m->arg_len)) != MARIN_OK ||
-        (rc = read_count(&r, "nenv", 8, &nenv)) != MARIN_OK)
+        (rc = marin__rbuf_count(&r, "nenv", 8, &nenv)) != MARIN_OK)
         goto fail;
     if (nenv && (!(m->env_keys = marin__calloc(nenv, sizeof *m->env_keys)) ||
                  !(m->env_values = marin__calloc(nenv, sizeof *m->env_values)))) {
@@ -116,7 +106,7 @@ int marin__rtask_decode(const void *frame, size_t len, int64_t cap, marin__rtask
         }
     }
     m->nenv = nenv;
-    if ((rc = read_count(&r, "ndeps", 4, &ndeps)) != MARIN_OK)
+    if ((rc = marin__rbuf_count(&r, "ndeps", 4, &ndeps)) != MARIN_OK)
         goto fail;
     if (ndeps && (!(m->dep_data = marin__calloc(ndeps, sizeof *m->dep_data)) ||
                   !(m->dep_len = marin__calloc(ndeps, sizeof *m->dep_len)))) {

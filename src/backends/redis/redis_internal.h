@@ -106,6 +106,13 @@ int64_t marin__redis_wall_ms(void);
 /* The value of field @p name in a stream entry's [f, v, f, v...] array, or
  * NULL (entries from Redis are not trusted: missing is an answer). */
 const struct redisReply *marin__redis_field(const struct redisReply *fields, const char *name);
+/* From @p consumers (an XINFO CONSUMERS reply of @p stream's group "w"),
+ * hand back the entries of every consumer whose heartbeat expired (the
+ * RECLAIM script, on @p c); @p self (NULL: none) is skipped; @p tidy_idle
+ * also lets the script delete long-idle consumers with nothing pending. */
+void marin__redis_reclaim_dead(marin__redis *s, marin__rconn *c, const char *stream,
+                               const struct redisReply *consumers, const char *self,
+                               int tidy_idle);
 /* Decimal text of a reply (integer or string) as int64; 0 on mismatch. */
 int64_t marin__reply_i64(const struct redisReply *r);
 

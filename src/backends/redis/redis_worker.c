@@ -56,6 +56,25 @@ static void wake_reactor(marin__rworker *w)
     pthread_mutex_unlock(&w->mu);
 }
 
+void marin__rworker_running_locked(marin__rworker *w, marin__wtask *wt, int on)
+{
+    if (on) {
+        wt->prev = NULL;
+        wt->next = w->running;
+        if (w->running)
+            w->running->prev = wt;
+        w->running = wt;
+        return;
+    }
+    if (wt->prev)
+        wt->prev->next = wt->next;
+    else
+        w->running = wt->next;
+    if (wt->next)
+        wt->next->prev = wt->prev;
+    wt->next = wt->prev = NULL;
+}
+
 void marin__rworker_finish(marin__rworker *w, marin__wtask *wt)
 {
     pthread_mutex_lock(&w->mu);
@@ -157,22 +176,13 @@ static void *thread_main(void *arg)
         w->ready_head = wt->next;
         if (!w->ready_head)
             w->ready_tail = NULL;
-        wt->next = w->running;
-        wt->prev = NULL;
-        if (w->running)
-            w->running->prev = wt;
-        w->running = wt;
+        marin__rworker_running_locked(w, wt, 1);
         pthread_mutex_unlock(&w->mu);
 
         run_one(w, wt);
 
         pthread_mutex_lock(&w->mu);
-        if (wt->prev)
-            wt->prev->next = wt->next;
-        else
-            w->running = wt->next;
-        if (wt->next)
-            wt->next->prev = wt->prev;
+        marin__rworker_running_locked(w, wt, 0);
         if (!wt->lent && !wt->keep_res)
             res_add(w->free, wt->msg.res);
         if (!wt->keep_res)
@@ -960,16 +970,7 @@ int marin__rworker_join(void *wp)
     /* Outcomes that finished late still go out, from this thread (the
      * connections are open until the runtime closes); the ACK script drops
      * those handed back meanwhile. */
-    pthread_mutex_lock(&w->mu);
-    marin__wtask *list = w->done_head;
-    w->done_head = w->done_tail = NULL;
-    pthread_mutex_unlock(&w->mu);
-    while (list) {
-        marin__wtask *next = list->next;
-        list->next = NULL;
-        send_ack(w, list);
-        list = next;
-    }
+    flush_done(w);
     pthread_mutex_lock(&w->mu);
     while (w->acks_inflight > 0 && marin__rconn_up(w->cmd)) {
         struct timespec ts;

@@ -108,6 +108,9 @@ struct marin__rworker {
 };
 
 void marin__rworker_handback_backlog(marin__rworker *w);
+/* Under w->mu: put @p wt in (on) or take it out of the running list that
+ * cancellation polls and the drain look at. */
+void marin__rworker_running_locked(marin__rworker *w, marin__wtask *wt, int on);
 /* A finished call or task: to the reactor, which reports its outcome. */
 void marin__rworker_finish(marin__rworker *w, marin__wtask *wt);
 /* Free an entry that will not be reported (left pending: reclaimed if we

@@ -261,36 +261,8 @@ static void consumers_reply(marin__rconn *c, redisReply *reply, int rc, const ch
     (void)err;
     reclaim_ud *r = ud;
     marin__rworker *w = r->w;
-    if (rc == MARIN_OK && reply->type == REDIS_REPLY_ARRAY && !w->stopped) {
-        for (size_t i = 0; i < reply->elements; i++) {
-            const redisReply *cons = reply->element[i];
-            const redisReply *name = marin__redis_field(cons, "name"),
-                             *pending = marin__redis_field(cons, "pending"),
-                             *idle = marin__redis_field(cons, "idle");
-            if (!name || name->type != REDIS_REPLY_STRING || !pending ||
-                pending->type != REDIS_REPLY_INTEGER)
-                continue;
-            /* A consumer with nothing pending is looked at only when idle long
-             * enough to be dead: the script then deletes it, so the group does
-             * not grow with every worker process ever started. */
-            if (pending->integer == 0 &&
-                (!idle || idle->type != REDIS_REPLY_INTEGER ||
-                 idle->integer < 2 * w->s->cfg.worker_ttl_ms))
-                continue;
-            if (strlen(w->id) == name->len && memcmp(w->id, name->str, name->len) == 0)
-                continue;
-            char dead[128], ttl[24], msg[256];
-            snprintf(dead, sizeof dead, "%.*s", (int)(name->len < 100 ? name->len : 100),
-                     name->str);
-            snprintf(ttl, sizeof ttl, "%lld", (long long)w->s->cfg.result_ttl_ms);
-            snprintf(msg, sizeof msg, "worker %s died (its heartbeat expired after "
-                     "worker_ttl_ms=%lld ms) while running the task", dead,
-                     (long long)w->s->cfg.worker_ttl_ms);
-            const char *args[] = {r->stream, MARIN__RGROUP_WORKERS, dead, w->s->prefix, "100",
-                                  ttl, msg, "0"};
-            marin__redis_eval(w->cmd, 0, MARIN__RS_RECLAIM, NULL, NULL, 1, 7, args, NULL);
-        }
-    }
+    if (rc == MARIN_OK && !w->stopped)
+        marin__redis_reclaim_dead(w->s, w->cmd, r->stream, reply, w->id, 1);
     marin__free(r);
 }
 
